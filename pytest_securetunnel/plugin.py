@@ -1,0 +1,110 @@
+"""The pytest plugin: fixtures, options, markers and failure reports. Thin glue only."""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+from typing import Any
+
+import pytest
+
+from pytest_securetunnel.mock import mock_securetunneling
+from pytest_securetunnel.report import format_calls
+from pytest_securetunnel.service import Quotas, SecureTunnelFake
+
+_FAKE_KEY = pytest.StashKey[SecureTunnelFake]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("securetunnel", "AWS IoT Secure Tunneling fake")
+    group.addoption(
+        "--securetunnel-seed",
+        type=int,
+        default=None,
+        help="Seed for tunnel IDs and tokens, to replay a run exactly (default: random).",
+    )
+    group.addoption(
+        "--securetunnel-http",
+        action="store_true",
+        default=False,
+        help="Route calls through botocore's whole HTTP path (signing, retries); slower.",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "securetunnel(seed=None, http=False, account_id=..., region=..., **quotas): "
+        "configure the securetunnel fixture for this test.",
+    )
+    config.addinivalue_line(
+        "markers",
+        "securetunnel_contract: a contract test that runs against the fake by default "
+        "and against AWS in live mode.",
+    )
+
+
+@pytest.fixture
+def securetunnel(request: pytest.FixtureRequest) -> Iterator[SecureTunnelFake]:
+    """A fresh :class:`SecureTunnelFake` that every ``iotsecuretunneling`` client answers to.
+
+    Configure it with ``@pytest.mark.securetunnel(seed=..., http=..., account_id=...,
+    region=..., open_tunnels=..., services_per_tunnel=..., tags_per_tunnel=...)``.
+    """
+    marker = request.node.get_closest_marker("securetunnel")
+    options: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
+    unknown = set(options) - {
+        "seed",
+        "http",
+        "account_id",
+        "region",
+        "open_tunnels",
+        "services_per_tunnel",
+        "tags_per_tunnel",
+    }
+    if unknown:
+        raise pytest.UsageError(
+            f"@pytest.mark.securetunnel got unknown option(s) {sorted(unknown)}; allowed: "
+            "seed, http, account_id, region, open_tunnels, services_per_tunnel, tags_per_tunnel"
+        )
+    quotas = Quotas(
+        **{
+            k: options.pop(k)
+            for k in ("open_tunnels", "services_per_tunnel", "tags_per_tunnel")
+            if k in options
+        }
+    )
+    seed = options.pop("seed", request.config.getoption("securetunnel_seed"))
+    http = bool(options.pop("http", request.config.getoption("securetunnel_http")))
+    fake = SecureTunnelFake(
+        seed=seed,
+        quotas=quotas,
+        default_account_id=options.pop("account_id", "123456789012"),
+        default_region=options.pop("region", "us-east-1"),
+    )
+    request.node.stash[_FAKE_KEY] = fake
+    with mock_securetunneling(fake, http=http):
+        yield fake
+
+
+@pytest.fixture
+def securetunnel_client(securetunnel: SecureTunnelFake) -> Any:
+    """A boto3 ``iotsecuretunneling`` client in the fake's default region, with test keys."""
+    import boto3
+
+    return boto3.client(
+        "iotsecuretunneling",
+        region_name=securetunnel.default_region,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    fake = item.stash.get(_FAKE_KEY, None)
+    if fake is not None and report.failed and call.when == "call":
+        report.sections.append(("securetunnel calls", format_calls(fake)))
+    return report

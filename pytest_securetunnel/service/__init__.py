@@ -1,0 +1,31 @@
+"""The control plane as plain state: tunnels, tokens, tags, quotas, validation, clock.
+
+Knows nothing of HTTP, botocore's event system or asyncio; adapters call
+:meth:`SecureTunnelFake.handle` with the AWS JSON 1.1 wire shape.
+"""
+
+from pytest_securetunnel.service._clock import Clock
+from pytest_securetunnel.service._errors import FakeInternalError, ServiceError
+from pytest_securetunnel.service._fake import (
+    CallRecord,
+    Quotas,
+    SecureTunnelFake,
+    WireResponse,
+)
+from pytest_securetunnel.service._notifications import Notification, Notifications
+from pytest_securetunnel.service._state import ConnectionState, TokenRecord, Tunnel
+
+__all__ = [
+    "CallRecord",
+    "Clock",
+    "ConnectionState",
+    "FakeInternalError",
+    "Notification",
+    "Notifications",
+    "Quotas",
+    "SecureTunnelFake",
+    "ServiceError",
+    "TokenRecord",
+    "Tunnel",
+    "WireResponse",
+]

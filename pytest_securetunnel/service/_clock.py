@@ -1,0 +1,65 @@
+"""The one clock of the fake.
+
+Every read of tunnel time goes through :meth:`Clock.now`, which reads the wall clock
+with ``time.time()`` on each call, so ``freezegun`` and ``time-machine`` move it, plus
+an offset that :meth:`Clock.advance` and :meth:`Clock.set` move without either
+library. Network I/O never waits on this clock.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import threading
+import time
+
+
+class Clock:
+    """Wall-clock time for tunnels, movable by tests.
+
+    >>> clock = Clock()
+    >>> before = clock.now()
+    >>> clock.advance(minutes=5)
+    >>> round(clock.now() - before) >= 300
+    True
+    """
+
+    def __init__(self) -> None:
+        self._offset = 0.0
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        """Seconds since the epoch, as the fake sees them."""
+        return time.time() + self._offset
+
+    def now_datetime(self) -> _dt.datetime:
+        """:meth:`now` as an aware UTC ``datetime``."""
+        return _dt.datetime.fromtimestamp(self.now(), _dt.timezone.utc)
+
+    def advance(self, *, minutes: float = 0.0, seconds: float = 0.0, hours: float = 0.0) -> None:
+        """Move the fake's time forward (never backward)."""
+        delta = hours * 3600.0 + minutes * 60.0 + seconds
+        if delta < 0:
+            raise ValueError(f"Clock.advance() moves time forward only; got {delta} seconds")
+        with self._lock:
+            self._offset += delta
+
+    def set(self, when: _dt.datetime | float) -> None:
+        """Make :meth:`now` read ``when`` (an aware ``datetime`` or epoch seconds)."""
+        if isinstance(when, _dt.datetime):
+            if when.tzinfo is None:
+                raise ValueError(
+                    f"Clock.set() needs an aware datetime (with tzinfo); got naive {when!r}"
+                )
+            target = when.timestamp()
+        else:
+            target = float(when)
+        with self._lock:
+            self._offset = target - time.time()
+
+    def reset(self) -> None:
+        """Follow the wall clock again, with no offset."""
+        with self._lock:
+            self._offset = 0.0
+
+    def __repr__(self) -> str:
+        return f"<Clock now={self.now_datetime().isoformat()} offset={self._offset:+.3f}s>"

@@ -1,0 +1,40 @@
+"""Errors of the control-plane fake."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """An error the service answers with: an AWS error code, message and HTTP status."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+def validation_error(message: str) -> ServiceError:
+    """A ``ValidationException``: a model constraint or a key rule was broken."""
+    return ServiceError("ValidationException", message)
+
+
+def invalid_request(message: str) -> ServiceError:
+    """An ``InvalidRequestException``: well-formed, but not allowed in this state."""
+    return ServiceError("InvalidRequestException", message)
+
+
+def not_found(message: str) -> ServiceError:
+    """A ``ResourceNotFoundException``: unknown tunnel or ARN."""
+    return ServiceError("ResourceNotFoundException", message)
+
+
+def limit_exceeded(message: str) -> ServiceError:
+    """A ``LimitExceededException``: a quota was reached."""
+    return ServiceError("LimitExceededException", message)
+
+
+class FakeInternalError(RuntimeError):
+    """A bug inside pytest-securetunnel's fake, never an answer AWS would give.
+
+    Raised instead of a wrong answer, so a test fails loudly and names the fake.
+    """

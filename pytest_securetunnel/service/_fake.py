@@ -1,0 +1,650 @@
+"""The stateful control-plane fake: all eight operations, as plain Python state.
+
+Its one entry point for adapters is :meth:`SecureTunnelFake.handle`, the wire shape
+AWS uses: an ``X-Amz-Target`` operation and a JSON body in, a status and a JSON body
+out. The botocore hooks and the HTTP server both call it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import secrets
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_securetunnel.service import _model
+from pytest_securetunnel.service._clock import Clock
+from pytest_securetunnel.service._errors import (
+    FakeInternalError,
+    ServiceError,
+    invalid_request,
+    limit_exceeded,
+    not_found,
+    validation_error,
+)
+from pytest_securetunnel.service._notifications import Notification, Notifications, notify_topic
+from pytest_securetunnel.service._state import (
+    DEFAULT_LIFETIME_MINUTES,
+    Backend,
+    ConnectionState,
+    ListSnapshot,
+    Mode,
+    TokenRecord,
+    Tunnel,
+)
+
+DEFAULT_ACCOUNT_ID = "123456789012"
+DEFAULT_REGION = "us-east-1"
+DEFAULT_PAGE_SIZE = 100  # decisions.md: ListTunnels without maxResults
+CLOSED_RETENTION_SECONDS = 3 * 3600.0  # facts sheet: "for at least three hours"
+
+_JSON_HEADERS = {"content-type": "application/x-amz-json-1.1"}
+
+
+@dataclass
+class Quotas:
+    """Service quotas the fake enforces; set them to your account's values."""
+
+    #: Open tunnels per account and region (decisions.md: default 1000).
+    open_tunnels: int = 1000
+    #: Services per tunnel (facts sheet: 3, adjustable through support).
+    services_per_tunnel: int = 3
+    #: Tags stored on one tunnel (the model's per-request maximum).
+    tags_per_tunnel: int = 200
+
+
+@dataclass(frozen=True)
+class WireResponse:
+    """What the service answers on the wire: HTTP status, headers and JSON body."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One API call the fake answered."""
+
+    operation: str
+    params: dict[str, Any]
+    account_id: str
+    region: str
+    status: int
+    response: dict[str, Any] | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the call succeeded."""
+        return self.error_code is None
+
+    def __repr__(self) -> str:
+        outcome = "ok" if self.ok else self.error_code
+        return f"CallRecord({self.operation} -> {outcome})"
+
+
+Listener = Callable[[str, Tunnel, "Mode | None"], None]
+
+
+class SecureTunnelFake:
+    """A stateful fake of AWS IoT Secure Tunneling, with no I/O.
+
+    Holds one backend per account and region, one :class:`Clock`, the
+    :class:`Quotas`, the recorded :attr:`calls` and the device :attr:`notifications`.
+    IDs and tokens come from a random generator seeded with :attr:`seed`; pass the
+    same seed to replay a run exactly.
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: int | None = None,
+        clock: Clock | None = None,
+        quotas: Quotas | None = None,
+        default_account_id: str = DEFAULT_ACCOUNT_ID,
+        default_region: str = DEFAULT_REGION,
+    ) -> None:
+        self.seed: int = secrets.randbits(32) if seed is None else seed
+        self.clock = clock if clock is not None else Clock()
+        self.quotas = quotas if quotas is not None else Quotas()
+        self.default_account_id = default_account_id
+        self.default_region = default_region
+        self.closed_retention_seconds = CLOSED_RETENTION_SECONDS
+        #: Access key ID -> account ID; unknown keys act for ``default_account_id``.
+        self.accounts: dict[str, str] = {}
+        self.notifications = Notifications()
+        self.calls: list[CallRecord] = []
+        self._lock = threading.RLock()
+        self._listeners: list[Listener] = []
+        self._init_state()
+
+    def _init_state(self) -> None:
+        self._rng = random.Random(self.seed)
+        self._request_rng = random.Random(self.seed ^ 0x5EC)
+        # ListTunnels page tokens draw from their own stream, so paging never shifts
+        # the tunnel IDs and access tokens that a seed produces.
+        self._page_rng = random.Random(self.seed ^ 0x9A6E)
+        self._backends: dict[tuple[str, str], Backend] = {}
+        self._tokens: dict[str, TokenRecord] = {}
+        # Request bodies that passed model validation, so a repeated call skips it.
+        self._valid_bodies: dict[tuple[str, bytes], None] = {}
+
+    # -- inspection ---------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget all tunnels, tokens, calls and notifications; keep seed, quotas, clock."""
+        with self._lock:
+            self._init_state()
+            self.calls.clear()
+            self.notifications.clear()
+
+    def backend(self, account_id: str | None = None, region: str | None = None) -> Backend:
+        """The state of one account in one region (created on first use)."""
+        key = (account_id or self.default_account_id, region or self.default_region)
+        with self._lock:
+            found = self._backends.get(key)
+            if found is None:
+                found = self._backends[key] = Backend(*key)
+            return found
+
+    def tunnels(self, account_id: str | None = None, region: str | None = None) -> list[Tunnel]:
+        """The tunnels still visible in one account and region, newest first."""
+        with self._lock:
+            backend = self.backend(account_id, region)
+            self._refresh(backend)
+            return list(backend.newest_first())
+
+    def tunnel(self, tunnel_id: str) -> Tunnel:
+        """The tunnel with this ID, in any account or region."""
+        with self._lock:
+            for backend in self._backends.values():
+                found = backend.tunnels.get(tunnel_id)
+                if found is not None:
+                    return found
+        raise KeyError(f"no tunnel {tunnel_id!r} in the fake")
+
+    def token(self, token: str) -> TokenRecord | None:
+        """What the fake knows of an access token, or ``None``."""
+        return self._tokens.get(token)
+
+    def status(self, tunnel: Tunnel) -> str:
+        """``OPEN`` or ``CLOSED`` now, by the fake's clock."""
+        return tunnel.status(self.clock.now())
+
+    def add_listener(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(event, tunnel, mode)`` on ``closed``, ``deleted`` and ``revoked``.
+
+        Returns a function that removes the listener.
+        """
+        self._listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return remove
+
+    def account_for(self, access_key_id: str | None) -> str:
+        """The account ID that an access key acts for."""
+        if access_key_id is None:
+            return self.default_account_id
+        return self.accounts.get(access_key_id, self.default_account_id)
+
+    # -- wire entry point ---------------------------------------------------------
+
+    def handle(
+        self,
+        operation: str,
+        body: bytes,
+        *,
+        account_id: str | None = None,
+        region: str | None = None,
+    ) -> WireResponse:
+        """Answer one AWS JSON 1.1 request: ``operation`` (or a full ``X-Amz-Target``)."""
+        if "." in operation:
+            prefix, _, operation = operation.partition(".")
+            if prefix != _model.target_prefix():
+                return self._error_response(
+                    ServiceError("UnknownOperationException", f"Unknown target prefix {prefix!r}")
+                )
+        account_id = account_id or self.default_account_id
+        region = region or self.default_region
+        try:
+            params = json.loads(body) if body else {}
+            if not isinstance(params, dict):
+                raise ServiceError("SerializationException", "Request body must be a JSON object")
+        except ValueError as exc:
+            error = ServiceError("SerializationException", f"Request body is not valid JSON: {exc}")
+            return self._error_response(error)
+        except ServiceError as exc:
+            return self._error_response(exc)
+        key = (operation, body)
+        try:
+            result = self.call(
+                operation,
+                params,
+                account_id=account_id,
+                region=region,
+                _validated=key in self._valid_bodies,
+            )
+        except ServiceError as exc:
+            return self._error_response(exc)
+        if len(self._valid_bodies) >= 1024:
+            self._valid_bodies.clear()
+        self._valid_bodies[key] = None
+        return WireResponse(200, self._headers(), json.dumps(result).encode())
+
+    def _headers(self) -> dict[str, str]:
+        hexa = f"{self._request_rng.getrandbits(128):032x}"
+        request_id = f"{hexa[:8]}-{hexa[8:12]}-{hexa[12:16]}-{hexa[16:20]}-{hexa[20:]}"
+        return {**_JSON_HEADERS, "x-amzn-requestid": request_id}
+
+    def _error_response(self, error: ServiceError) -> WireResponse:
+        headers = self._headers()
+        headers["x-amzn-errortype"] = error.code
+        body = json.dumps({"__type": error.code, "message": error.message}).encode()
+        return WireResponse(error.status, headers, body)
+
+    def call(
+        self,
+        operation: str,
+        params: dict[str, Any],
+        *,
+        account_id: str | None = None,
+        region: str | None = None,
+        _validated: bool = False,
+    ) -> dict[str, Any]:
+        """Run one operation on wire-form ``params``; raise :class:`ServiceError` on failure."""
+        handler = _OPERATIONS.get(operation)
+        account_id = account_id or self.default_account_id
+        region = region or self.default_region
+        record = _Recorder(self, operation, params, account_id, region)
+        if handler is None:
+            raise record.fail(
+                ServiceError("UnknownOperationException", f"Unknown operation {operation!r}")
+            )
+        try:
+            violations = [] if _validated else _model.validate(operation, params)
+        except _model.SerializationError as exc:
+            raise record.fail(ServiceError("SerializationException", str(exc))) from None
+        if violations:
+            raise record.fail(validation_error(_model.validation_message(violations)))
+        # JSON null means "absent" for an optional member (required ones were checked).
+        given = _without_nulls(params)
+        with self._lock:
+            backend = self.backend(account_id, region)
+            self._refresh(backend)
+            try:
+                result = handler(self, backend, given)
+            except ServiceError as exc:
+                raise record.fail(exc) from None
+            except Exception as exc:
+                raise FakeInternalError(
+                    f"pytest-securetunnel's fake failed while handling {operation} "
+                    f"with {params!r}: {type(exc).__name__}: {exc}. This is a bug in the fake, "
+                    "not an answer AWS would give; please report it."
+                ) from exc
+        record.ok(result)
+        return result
+
+    # -- helpers used by the operations ------------------------------------------
+
+    def _new_id(self) -> str:
+        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+
+    def _new_token(self, tunnel_id: str, backend: Backend, mode: Mode) -> str:
+        # Real tokens are 600 characters of base64url starting with "AQGAAXi" (facts sheet).
+        raw = self._rng.getrandbits(444 * 8).to_bytes(444, "big")
+        token = "AQGAAXiA" + base64.urlsafe_b64encode(raw).decode()
+        self._tokens[token] = TokenRecord(
+            token, tunnel_id, backend.account_id, backend.region, mode
+        )
+        return token
+
+    def _find(self, backend: Backend, tunnel_id: str) -> Tunnel:
+        found = backend.tunnels.get(tunnel_id)
+        if found is None:
+            raise not_found(f"Tunnel {tunnel_id} not found")
+        return found
+
+    def _find_arn(self, backend: Backend, arn: str) -> Tunnel:
+        prefix = f"arn:aws:iot:{backend.region}:{backend.account_id}:tunnel/"
+        tunnel = backend.tunnels.get(arn[len(prefix) :]) if arn.startswith(prefix) else None
+        if tunnel is None:
+            raise not_found(f"Resource {arn} not found")
+        return tunnel
+
+    def _refresh(self, backend: Backend) -> None:
+        """Apply expiry and drop closed tunnels past retention (decisions.md: 3 hours)."""
+        expired, gone = backend.refresh(self.clock.now(), self.closed_retention_seconds)
+        for tunnel in expired:
+            tunnel.events.append((tunnel.expires_at, "expired"))
+            self._emit("closed", tunnel, None)
+        for tunnel in gone:
+            self._forget(tunnel)
+
+    def _delete(self, backend: Backend, tunnel: Tunnel) -> None:
+        backend.ended(tunnel, self.clock.now())
+        del backend.tunnels[tunnel.tunnel_id]
+        self._forget(tunnel)
+
+    def _forget(self, tunnel: Tunnel) -> None:
+        for token in (tunnel.source_token, tunnel.destination_token):
+            record = self._tokens.get(token)
+            if record is not None:
+                record.revoked = True
+        self._emit("deleted", tunnel, None)
+
+    def _emit(self, event: str, tunnel: Tunnel, mode: Mode | None) -> None:
+        for listener in list(self._listeners):
+            listener(event, tunnel, mode)
+
+    def _publish(self, tunnel: Tunnel, thing_name: str, services: list[str], reason: str) -> None:
+        payload = {
+            "clientAccessToken": tunnel.destination_token,
+            "clientMode": "destination",
+            "region": tunnel.region,
+            "services": list(services),
+        }
+        self.notifications.publish(
+            Notification(
+                topic=notify_topic(thing_name),
+                payload=payload,
+                thing_name=thing_name,
+                tunnel_id=tunnel.tunnel_id,
+                account_id=tunnel.account_id,
+                region=tunnel.region,
+                published_at=self.clock.now(),
+                reason=reason,
+            )
+        )
+
+    def _check_services(self, config: dict[str, Any]) -> None:
+        services = config["services"]
+        if len(services) > self.quotas.services_per_tunnel:
+            raise limit_exceeded(
+                f"Too many services: {len(services)} given, at most "
+                f"{self.quotas.services_per_tunnel} services per tunnel are allowed"
+            )
+        seen: set[str] = set()
+        for service in services:
+            if service in seen:
+                raise invalid_request(
+                    f"Duplicate service {service!r} in destinationConfig.services"
+                )
+            seen.add(service)
+
+    def _check_tags(self, tags: list[dict[str, str]]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for tag in tags:
+            key = tag["key"]
+            if key.lower().startswith("aws:"):
+                raise validation_error(
+                    f"Tag key {key!r} is invalid: keys starting with 'aws:' are reserved "
+                    "for AWS use"
+                )
+            if key in out:
+                raise invalid_request(f"Duplicate tag key {key!r} in the request")
+            out[key] = tag["value"]
+        return out
+
+    def __repr__(self) -> str:
+        count = sum(len(b.tunnels) for b in self._backends.values())
+        return f"<SecureTunnelFake tunnels={count} calls={len(self.calls)} seed={self.seed}>"
+
+    def __iter__(self) -> Iterator[Tunnel]:
+        """Every tunnel in every account and region, oldest first."""
+        with self._lock:
+            everything = [t for b in self._backends.values() for t in b.tunnels.values()]
+        return iter(sorted(everything, key=lambda t: (t.created_at, t.sequence)))
+
+
+def _without_nulls(value: Any) -> Any:
+    """``value`` with every ``null`` structure member dropped, recursively."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+class _Recorder:
+    def __init__(
+        self,
+        fake: SecureTunnelFake,
+        operation: str,
+        params: dict[str, Any],
+        account: str,
+        region: str,
+    ) -> None:
+        self.fake, self.operation, self.params = fake, operation, params
+        self.account, self.region = account, region
+
+    def fail(self, error: ServiceError) -> ServiceError:
+        self.fake.calls.append(
+            CallRecord(
+                self.operation,
+                self.params,
+                self.account,
+                self.region,
+                error.status,
+                error_code=error.code,
+                error_message=error.message,
+            )
+        )
+        return error
+
+    def ok(self, result: dict[str, Any]) -> None:
+        self.fake.calls.append(
+            CallRecord(self.operation, self.params, self.account, self.region, 200, response=result)
+        )
+
+
+# -- the eight operations ------------------------------------------------------------
+
+Params = dict[str, Any]
+
+
+def _open_tunnel(fake: SecureTunnelFake, backend: Backend, params: Params) -> Params:
+    now = fake.clock.now()
+    if len(backend.open_ids) >= fake.quotas.open_tunnels:
+        raise limit_exceeded(
+            f"The maximum number of open tunnels ({fake.quotas.open_tunnels}) for account "
+            f"{backend.account_id} in {backend.region} has been reached"
+        )
+    config = params.get("destinationConfig")
+    if config is not None:
+        fake._check_services(config)
+    tags = fake._check_tags(params["tags"]) if "tags" in params else {}
+    if len(tags) > fake.quotas.tags_per_tunnel:
+        raise limit_exceeded(f"A tunnel can have at most {fake.quotas.tags_per_tunnel} tags")
+    tunnel_id = fake._new_id()
+    backend.sequence += 1
+    tunnel = Tunnel(
+        tunnel_id=tunnel_id,
+        arn=f"arn:aws:iot:{backend.region}:{backend.account_id}:tunnel/{tunnel_id}",
+        account_id=backend.account_id,
+        region=backend.region,
+        sequence=backend.sequence,
+        created_at=now,
+        updated_at=now,
+        lifetime_minutes=params.get("timeoutConfig", {}).get(
+            "maxLifetimeTimeoutMinutes", DEFAULT_LIFETIME_MINUTES
+        ),
+        description=params.get("description"),
+        destination_config=None if config is None else _config(config),
+        tags=tags,
+        source_token=fake._new_token(tunnel_id, backend, "source"),
+        destination_token=fake._new_token(tunnel_id, backend, "destination"),
+        source=ConnectionState("DISCONNECTED", now),
+        destination=ConnectionState("DISCONNECTED", now),
+    )
+    tunnel.events.append((now, "opened"))
+    backend.add(tunnel)
+    if tunnel.thing_name is not None:
+        fake._publish(tunnel, tunnel.thing_name, tunnel.services, "OpenTunnel")
+    return {
+        "tunnelId": tunnel.tunnel_id,
+        "tunnelArn": tunnel.arn,
+        "sourceAccessToken": tunnel.source_token,
+        "destinationAccessToken": tunnel.destination_token,
+    }
+
+
+def _config(config: Params) -> Params:
+    out: Params = {}
+    if "thingName" in config:
+        out["thingName"] = config["thingName"]
+    out["services"] = list(config["services"])
+    return out
+
+
+def _describe_tunnel(fake: SecureTunnelFake, backend: Backend, params: Params) -> Params:
+    tunnel = fake._find(backend, params["tunnelId"])
+    return {"tunnel": tunnel.describe(fake.clock.now())}
+
+
+def _close_tunnel(fake: SecureTunnelFake, backend: Backend, params: Params) -> Params:
+    tunnel = fake._find(backend, params["tunnelId"])
+    now = fake.clock.now()
+    if tunnel.status(now) == "OPEN":
+        # decisions.md: closing a CLOSED tunnel succeeds and changes nothing.
+        tunnel.closed_at = now
+        tunnel.updated_at = now
+        for state in (tunnel.source, tunnel.destination):
+            if state.status == "CONNECTED":
+                state.status, state.last_updated_at = "DISCONNECTED", now
+        tunnel.events.append((now, "closed"))
+        backend.ended(tunnel, now)
+        fake._emit("closed", tunnel, None)
+    if params.get("delete"):
+        fake._delete(backend, tunnel)
+    return {}
+
+
+_ROTATE_MODES: dict[str, tuple[Mode, ...]] = {
+    "SOURCE": ("source",),
+    "DESTINATION": ("destination",),
+    "ALL": ("source", "destination"),
+}
+
+
+def _rotate(fake: SecureTunnelFake, backend: Backend, params: Params) -> Params:
+    tunnel = fake._find(backend, params["tunnelId"])
+    mode = params["clientMode"]
+    config = params.get("destinationConfig")
+    now = fake.clock.now()
+    if tunnel.status(now) == "CLOSED":
+        raise invalid_request(
+            f"Tunnel {tunnel.tunnel_id} is CLOSED: the access tokens of a closed tunnel "
+            "can not be rotated"
+        )
+    if config is not None and mode == "SOURCE":
+        # API reference: "You can not use DestinationConfig with source clientMode."
+        raise invalid_request("You can not use DestinationConfig with source clientMode.")
+    if config is not None:
+        fake._check_services(config)
+        tunnel.destination_config = _config(config)
+    result: Params = {"tunnelArn": tunnel.arn}
+    for side in _ROTATE_MODES[mode]:
+        old = fake._tokens[tunnel.source_token if side == "source" else tunnel.destination_token]
+        old.revoked = True
+        new = fake._new_token(tunnel.tunnel_id, backend, side)
+        if side == "source":
+            tunnel.source_token = new
+            result["sourceAccessToken"] = new
+        else:
+            tunnel.destination_token = new
+            result["destinationAccessToken"] = new
+        fake._emit("revoked", tunnel, side)
+    tunnel.updated_at = now
+    tunnel.events.append((now, f"rotated {mode}"))
+    if mode != "SOURCE" and tunnel.thing_name is not None:
+        # decisions.md: DESTINATION or ALL publishes when the tunnel has a thing name.
+        fake._publish(tunnel, tunnel.thing_name, tunnel.services, "RotateTunnelAccessToken")
+    return result
+
+
+def _list_tunnels(fake: SecureTunnelFake, backend: Backend, params: Params) -> Params:
+    now = fake.clock.now()
+    thing_name = params.get("thingName")
+    page_size = params.get("maxResults", DEFAULT_PAGE_SIZE)
+    token = params.get("nextToken")
+    if token is None:
+        ids = tuple(
+            t.tunnel_id
+            for t in backend.newest_first()
+            if thing_name is None or t.thing_name == thing_name
+        )
+        snapshot = ListSnapshot(ids, thing_name, 0)
+    else:
+        found = backend.snapshots.get(token)
+        if found is None:
+            raise invalid_request(f"Invalid nextToken {token!r}: it was not issued by ListTunnels")
+        if found.thing_name != thing_name:
+            raise invalid_request(
+                f"Invalid nextToken {token!r}: it was issued for thingName="
+                f"{found.thing_name!r}, not {thing_name!r}"
+            )
+        snapshot = found
+    page_ids = snapshot.tunnel_ids[snapshot.offset : snapshot.offset + page_size]
+    summaries = [backend.tunnels[tid].summary(now) for tid in page_ids if tid in backend.tunnels]
+    result: Params = {"tunnelSummaries": summaries}
+    end = snapshot.offset + page_size
+    if end < len(snapshot.tunnel_ids):
+        next_token = base64.urlsafe_b64encode(fake._page_rng.getrandbits(192).to_bytes(24, "big"))
+        text = next_token.decode()
+        backend.snapshots[text] = ListSnapshot(snapshot.tunnel_ids, thing_name, end)
+        result["nextToken"] = text
+    return result
+
+
+def _tag_resource(fake: SecureTunnelFake, backend: Backend, params: Params) -> Params:
+    tunnel = fake._find_arn(backend, params["resourceArn"])
+    tags = fake._check_tags(params["tags"])
+    merged = {**tunnel.tags, **tags}
+    if len(merged) > fake.quotas.tags_per_tunnel:
+        raise limit_exceeded(
+            f"A tunnel can have at most {fake.quotas.tags_per_tunnel} tags; "
+            f"this request would make {len(merged)}"
+        )
+    tunnel.tags = merged
+    return {}
+
+
+def _untag_resource(fake: SecureTunnelFake, backend: Backend, params: Params) -> Params:
+    tunnel = fake._find_arn(backend, params["resourceArn"])
+    for key in params["tagKeys"]:
+        if key.lower().startswith("aws:"):
+            raise validation_error(
+                f"Tag key {key!r} is invalid: keys starting with 'aws:' are reserved for AWS use"
+            )
+    for key in params["tagKeys"]:
+        tunnel.tags.pop(key, None)
+    return {}
+
+
+def _list_tags(fake: SecureTunnelFake, backend: Backend, params: Params) -> Params:
+    tunnel = fake._find_arn(backend, params["resourceArn"])
+    return {"tags": [{"key": k, "value": v} for k, v in tunnel.tags.items()]}
+
+
+_Operation = Callable[[SecureTunnelFake, Backend, Params], Params]
+
+_OPERATIONS: dict[str, _Operation] = {
+    "OpenTunnel": _open_tunnel,
+    "DescribeTunnel": _describe_tunnel,
+    "CloseTunnel": _close_tunnel,
+    "RotateTunnelAccessToken": _rotate,
+    "ListTunnels": _list_tunnels,
+    "TagResource": _tag_resource,
+    "UntagResource": _untag_resource,
+    "ListTagsForResource": _list_tags,
+}

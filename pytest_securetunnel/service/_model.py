@@ -1,0 +1,219 @@
+"""The botocore service model of ``iotsecuretunneling``: the one source of shapes and rules.
+
+Validation walks the model's input shapes and reports every violated constraint
+(required, min, max, pattern, enum) in the format AWS uses for
+``ValidationException``::
+
+    1 validation error detected: Value 'a b' at 'thingName' failed to satisfy
+    constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9:_-]+
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import botocore.session
+import regex
+from botocore.model import OperationModel, ServiceModel, Shape
+
+SERVICE_NAME = "iotsecuretunneling"
+
+
+@functools.lru_cache(maxsize=1)
+def service_model() -> ServiceModel:
+    """The ``iotsecuretunneling`` service model shipped with the installed botocore."""
+    return botocore.session.get_session().get_service_model(SERVICE_NAME)
+
+
+def target_prefix() -> str:
+    """The ``X-Amz-Target`` prefix of the service (``IoTSecuredTunneling``)."""
+    return str(service_model().metadata["targetPrefix"])
+
+
+@functools.cache
+def operation_model(name: str) -> OperationModel:
+    """The operation model for ``name`` (e.g. ``OpenTunnel``)."""
+    return service_model().operation_model(name)
+
+
+def operation_names() -> list[str]:
+    """All operation names of the service, as the model lists them."""
+    return list(service_model().operation_names)
+
+
+@functools.cache
+def _compiled(pattern: str) -> regex.Pattern[str]:
+    # The model's patterns are Java regular expressions (\p{L}, \p{C}, ...), matched
+    # against the whole value as Java's String.matches does.
+    return regex.compile(pattern)
+
+
+def _java_length(value: str) -> int:
+    # AWS counts string length in UTF-16 code units (Java's String.length()).
+    return len(value.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def _java_repr(value: Any) -> str:
+    """Render a value as AWS does in validation messages (Java's toString)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_java_repr(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}={_java_repr(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def _violation(value: Any, path: str, constraint: str) -> str:
+    shown = "null" if value is None else f"'{_java_repr(value)}'"
+    return f"Value {shown} at '{path}' failed to satisfy constraint: {constraint}"
+
+
+class _TypeMismatch(Exception):
+    """A JSON value of the wrong type for its shape (a serialization error in AWS)."""
+
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "long": (int,),
+    "boolean": (bool,),
+    "structure": (dict,),
+    "list": (list,),
+    "map": (dict,),
+    "timestamp": (int, float),
+}
+
+Checker = Callable[[Any, str, list[str]], None]
+
+
+def _compile(shape: Shape) -> Checker:
+    """A checker for ``shape``: appends each violation of ``value`` to ``out``.
+
+    Built once per shape from the model, so a call reads no model metadata.
+    """
+    kind = shape.type_name
+    meta = shape.metadata
+    expected = _JSON_TYPES.get(kind, (object,))
+    integral = kind in ("integer", "long")
+    checks: list[Checker] = []
+
+    if kind == "structure":
+        required = list(getattr(shape, "required_members", []))
+        members = [(name, _compile(member)) for name, member in shape.members.items()]
+
+        def check_structure(value: Any, path: str, out: list[str]) -> None:
+            for name in required:
+                if value.get(name) is None:
+                    out.append(_violation(None, _join(path, name), "Member must not be null"))
+            for name, check in members:
+                item = value.get(name)
+                if item is not None:
+                    check(item, _join(path, name), out)
+
+        checks.append(check_structure)
+    sized = kind in ("string", "list")
+    noun = "length" if sized else "value"
+    measure: Callable[[Any], int] = _java_length if kind == "string" else len
+    if "min" in meta and (sized or integral):
+        low = meta["min"]
+        text = f"Member must have {noun} greater than or equal to {low}"
+
+        def check_min(value: Any, path: str, out: list[str]) -> None:
+            if (measure(value) if sized else value) < low:
+                out.append(_violation(value, path, text))
+
+        checks.append(check_min)
+    if "max" in meta and (sized or integral):
+        high = meta["max"]
+        text_max = f"Member must have {noun} less than or equal to {high}"
+
+        def check_max(value: Any, path: str, out: list[str]) -> None:
+            if (measure(value) if sized else value) > high:
+                out.append(_violation(value, path, text_max))
+
+        checks.append(check_max)
+    if kind == "string" and "pattern" in meta:
+        pattern = _compiled(meta["pattern"])
+        text_pattern = f"Member must satisfy regular expression pattern: {meta['pattern']}"
+
+        def check_pattern(value: Any, path: str, out: list[str]) -> None:
+            if pattern.fullmatch(value) is None:
+                out.append(_violation(value, path, text_pattern))
+
+        checks.append(check_pattern)
+    enum = list(getattr(shape, "enum", None) or [])
+    if kind == "string" and enum:
+        text_enum = f"Member must satisfy enum value set: [{', '.join(enum)}]"
+
+        def check_enum(value: Any, path: str, out: list[str]) -> None:
+            if value not in enum:
+                out.append(_violation(value, path, text_enum))
+
+        checks.append(check_enum)
+    if kind == "list":
+        check_member = _compile(shape.member)
+
+        def check_items(value: Any, path: str, out: list[str]) -> None:
+            for index, item in enumerate(value, start=1):
+                where = f"{path}.{index}.member"
+                if item is None:
+                    out.append(_violation(None, where, "Member must not be null"))
+                else:
+                    check_member(item, where, out)
+
+        checks.append(check_items)
+
+    def check(value: Any, path: str, out: list[str]) -> None:
+        if not isinstance(value, expected) or (integral and isinstance(value, bool)):
+            raise _TypeMismatch(
+                f"Value at '{path}' must be a JSON {kind}, got {type(value).__name__}"
+            )
+        for one in checks:
+            one(value, path, out)
+
+    return check
+
+
+@functools.cache
+def _input_checker(operation: str) -> Checker | None:
+    shape = operation_model(operation).input_shape
+    return None if shape is None else _compile(shape)
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+class SerializationError(Exception):
+    """The request body does not fit the operation's shape (wrong JSON types)."""
+
+
+def validate(operation: str, params: Mapping[str, Any]) -> list[str]:
+    """Every model constraint that ``params`` violates for ``operation``, in AWS wording.
+
+    Raises :class:`SerializationError` when a value has the wrong JSON type.
+    """
+    checker = _input_checker(operation)
+    out: list[str] = []
+    if checker is None:
+        return out
+    try:
+        checker(params, "", out)
+    except _TypeMismatch as exc:
+        raise SerializationError(str(exc)) from None
+    return out
+
+
+def validation_message(violations: list[str]) -> str:
+    """Join violations into the ``ValidationException`` message AWS sends."""
+    count = len(violations)
+    noun = "error" if count == 1 else "errors"
+    return f"{count} validation {noun} detected: " + "; ".join(violations)
+
+
+def error_codes() -> frozenset[str]:
+    """The error codes the model declares for any operation."""
+    return frozenset(shape.name for shape in service_model().error_shapes)

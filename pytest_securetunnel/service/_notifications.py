@@ -1,0 +1,148 @@
+"""Device notifications: what AWS publishes on ``$aws/things/THING/tunnels/notify``."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, overload
+
+
+def notify_topic(thing_name: str) -> str:
+    """The reserved MQTT topic a device subscribes to for tunnel notifications."""
+    return f"$aws/things/{thing_name}/tunnels/notify"
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One tunnel notification, as published to the device.
+
+    ``payload`` is the exact JSON document AWS publishes (facts sheet, section 2):
+    ``clientAccessToken``, ``clientMode`` (always ``"destination"``), ``region`` and
+    ``services``.
+    """
+
+    topic: str
+    payload: dict[str, Any]
+    thing_name: str
+    tunnel_id: str
+    account_id: str
+    region: str
+    published_at: float
+    reason: str = field(default="OpenTunnel")
+
+    @property
+    def payload_bytes(self) -> bytes:
+        """The payload as the MQTT message body (UTF-8 JSON)."""
+        return json.dumps(self.payload).encode()
+
+    @property
+    def access_token(self) -> str:
+        """The destination access token carried by the notification."""
+        return str(self.payload["clientAccessToken"])
+
+    def __repr__(self) -> str:
+        return (
+            f"Notification(topic={self.topic!r}, tunnel_id={self.tunnel_id!r}, "
+            f"reason={self.reason!r}, services={self.payload.get('services')!r})"
+        )
+
+
+Subscriber = Callable[[Notification], None]
+
+
+class Notifications(Sequence[Notification]):
+    """The notifications published so far, in order; thread-safe and awaitable.
+
+    A device agent under test usually subscribes to MQTT; wire it to the fake with
+    :meth:`subscribe`, or wait for one in the test with :meth:`wait`.
+    """
+
+    def __init__(self) -> None:
+        self._items: list[Notification] = []
+        self._cond = threading.Condition()
+        self._subscribers: list[tuple[str | None, Subscriber]] = []
+
+    def publish(self, notification: Notification) -> None:
+        """Record ``notification`` and hand it to matching subscribers."""
+        with self._cond:
+            self._items.append(notification)
+            subscribers = [
+                fn for thing, fn in self._subscribers if thing in (None, notification.thing_name)
+            ]
+            self._cond.notify_all()
+        for fn in subscribers:
+            fn(notification)
+
+    def subscribe(self, callback: Subscriber, thing_name: str | None = None) -> Callable[[], None]:
+        """Call ``callback`` for each new notification (for ``thing_name`` only, if given).
+
+        Returns a function that unsubscribes.
+        """
+        entry = (thing_name, callback)
+        with self._cond:
+            self._subscribers.append(entry)
+
+        def unsubscribe() -> None:
+            with self._cond:
+                if entry in self._subscribers:
+                    self._subscribers.remove(entry)
+
+        return unsubscribe
+
+    def wait(
+        self, thing_name: str | None = None, *, since: int = 0, timeout: float = 5.0
+    ) -> Notification:
+        """The first notification at index ``since`` or later (for ``thing_name``, if given).
+
+        Blocks until one is published or ``timeout`` seconds pass, then raises
+        ``TimeoutError`` listing what was published.
+        """
+
+        def find() -> Notification | None:
+            for item in self._items[since:]:
+                if thing_name is None or item.thing_name == thing_name:
+                    return item
+            return None
+
+        with self._cond:
+            found = self._cond.wait_for(find, timeout=timeout)
+            if found is None:
+                seen = ", ".join(n.topic for n in self._items) or "none"
+                target = f"for thing {thing_name!r}" if thing_name else "for any thing"
+                raise TimeoutError(
+                    f"no tunnel notification {target} at index >= {since} within {timeout}s; "
+                    f"published so far: {seen}"
+                )
+            return found
+
+    def for_thing(self, thing_name: str) -> list[Notification]:
+        """The notifications published to ``thing_name``, oldest first."""
+        with self._cond:
+            return [n for n in self._items if n.thing_name == thing_name]
+
+    def clear(self) -> None:
+        """Forget every notification (subscribers stay)."""
+        with self._cond:
+            self._items.clear()
+
+    @overload
+    def __getitem__(self, index: int) -> Notification: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Notification]: ...
+
+    def __getitem__(self, index: int | slice) -> Notification | Sequence[Notification]:
+        with self._cond:
+            return self._items[index]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[Notification]:
+        with self._cond:
+            return iter(list(self._items))
+
+    def __repr__(self) -> str:
+        return f"<Notifications {list(self._items)!r}>"

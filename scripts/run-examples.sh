@@ -1,0 +1,7 @@
+#!/bin/sh
+# Set up a virtual environment in .venv (if needed) and run the example suites in examples/.
+# Extra arguments go to pytest.
+set -eu
+cd "$(dirname "$0")/.."
+. scripts/_venv.sh
+exec "$VENV/bin/python" -m pytest examples "$@"

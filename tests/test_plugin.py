@@ -1,0 +1,130 @@
+"""The pytest plugin, exercised through pytester as a user's suite would use it."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def test_fixtures_give_a_fresh_fake_per_test(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_one(securetunnel, securetunnel_client):
+            securetunnel_client.open_tunnel()
+            assert len(securetunnel.tunnels()) == 1
+
+        def test_two(securetunnel, securetunnel_client):
+            assert securetunnel_client.list_tunnels()["tunnelSummaries"] == []
+        """
+    )
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=2)
+
+
+def test_marker_configures_seed_region_and_quotas(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.securetunnel(seed=7, region="eu-west-1", open_tunnels=1)
+        def test_marked(securetunnel, securetunnel_client):
+            assert securetunnel.seed == 7
+            arn = securetunnel_client.open_tunnel()["tunnelArn"]
+            assert arn.startswith("arn:aws:iot:eu-west-1:123456789012:tunnel/")
+            with pytest.raises(securetunnel_client.exceptions.LimitExceededException):
+                securetunnel_client.open_tunnel()
+        """
+    )
+    pytester.runpytest("-p", "no:cacheprovider", "--strict-markers").assert_outcomes(passed=1)
+
+
+def test_unknown_marker_option_is_a_clear_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.securetunnel(sede=7)
+        def test_typo(securetunnel):
+            pass
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*unknown option(s)*sede*allowed: seed, http*"])
+
+
+def test_failure_report_lists_calls_with_tokens_masked(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_fails(securetunnel_client):
+            opened = securetunnel_client.open_tunnel(description="hello")
+            try:
+                securetunnel_client.describe_tunnel(tunnelId="nope")
+            except Exception:
+                pass
+            assert opened["sourceAccessToken"] == "x"
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--securetunnel-seed=42")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*securetunnel calls*",
+            "seed=42 (replay with --securetunnel-seed=42)",
+            '  1. OpenTunnel({"description": "hello"}) -> *"sourceAccessToken": "AQGAAXiA...(600 chars)"*',
+            '  2. DescribeTunnel({"tunnelId": "nope"}) -> ResourceNotFoundException: Tunnel nope not found',
+        ]
+    )
+
+
+def test_passing_tests_get_no_report_section(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_ok(securetunnel_client):
+            securetunnel_client.open_tunnel()
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rA")
+    result.assert_outcomes(passed=1)
+    assert "securetunnel calls" not in result.stdout.str()
+
+
+def test_same_seed_replays_the_same_ids(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_ids(securetunnel_client):
+            print("ID", securetunnel_client.open_tunnel()["tunnelId"])
+        """
+    )
+    runs = [pytester.runpytest("-s", "-p", "no:cacheprovider", "--securetunnel-seed=9") for _ in "ab"]
+    lines = [[line for line in r.outlines if "ID " in line] for r in runs]
+    assert lines[0] == lines[1] and len(lines[0]) == 1
+
+
+def test_works_under_xdist(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("n", range(6))
+        def test_isolated(n, securetunnel_client):
+            for _ in range(n):
+                securetunnel_client.open_tunnel()
+            assert len(securetunnel_client.list_tunnels()["tunnelSummaries"]) == n
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2")
+    result.assert_outcomes(passed=6)
+
+
+def test_http_option_routes_through_the_http_path(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_http(securetunnel_client):
+            seen = []
+            securetunnel_client.meta.events.register(
+                "before-sign.iotsecuretunneling", lambda **kw: seen.append(1)
+            )
+            securetunnel_client.open_tunnel()
+            assert seen == [1]
+        """
+    )
+    pytester.runpytest("-p", "no:cacheprovider", "--securetunnel-http").assert_outcomes(passed=1)
