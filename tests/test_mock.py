@@ -268,7 +268,9 @@ def test_aiobotocore_clients_are_routed() -> None:
 
     async def scenario() -> tuple[str, str]:
         session = aiobotocore_session.get_session()
-        async with session.create_client("iotsecuretunneling", region_name="us-east-1", **KEYS) as c:
+        async with session.create_client(
+            "iotsecuretunneling", region_name="us-east-1", **KEYS
+        ) as c:
             opened = await c.open_tunnel(destinationConfig={"services": ["SSH"]})
             described = await c.describe_tunnel(tunnelId=opened["tunnelId"])
             return str(opened["tunnelId"]), str(described["tunnel"]["status"])

@@ -69,8 +69,10 @@ def test_failure_report_lists_calls_with_tokens_masked(pytester: pytest.Pytester
         [
             "*securetunnel calls*",
             "seed=42 (replay with --securetunnel-seed=42)",
-            '  1. OpenTunnel({"description": "hello"}) -> *"sourceAccessToken": "AQGAAXiA...(600 chars)"*',
-            '  2. DescribeTunnel({"tunnelId": "nope"}) -> ResourceNotFoundException: Tunnel nope not found',
+            '  1. OpenTunnel({"description": "hello"}) -> '
+            '*"sourceAccessToken": "AQGAAXiA...(600 chars)"*',
+            '  2. DescribeTunnel({"tunnelId": "nope"}) -> '
+            "ResourceNotFoundException: Tunnel nope not found",
         ]
     )
 
@@ -94,7 +96,9 @@ def test_same_seed_replays_the_same_ids(pytester: pytest.Pytester) -> None:
             print("ID", securetunnel_client.open_tunnel()["tunnelId"])
         """
     )
-    runs = [pytester.runpytest("-s", "-p", "no:cacheprovider", "--securetunnel-seed=9") for _ in "ab"]
+    runs = [
+        pytester.runpytest("-s", "-p", "no:cacheprovider", "--securetunnel-seed=9") for _ in "ab"
+    ]
     lines = [[line for line in r.outlines if "ID " in line] for r in runs]
     assert lines[0] == lines[1] and len(lines[0]) == 1
 

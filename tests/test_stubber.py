@@ -61,7 +61,9 @@ def test_strict_operation_mismatch_raises_stubbers_error() -> None:
     client = make_client()
     with SecureTunnelStubber(client, strict=True) as stubber:
         stubber.add_response("close_tunnel", {})
-        with pytest.raises(StubResponseError, match="Operation mismatch: found response for CloseTunnel"):
+        with pytest.raises(
+            StubResponseError, match="Operation mismatch: found response for CloseTunnel"
+        ):
             client.describe_tunnel(tunnelId="abc")
 
 
@@ -108,7 +110,10 @@ def test_client_errors_match_modeled_exception_classes() -> None:
     client = make_client()
     with SecureTunnelStubber(client) as stubber:
         stubber.add_client_error(
-            "describe_tunnel", "ResourceNotFoundException", "gone", expected_params={"tunnelId": "x"}
+            "describe_tunnel",
+            "ResourceNotFoundException",
+            "gone",
+            expected_params={"tunnelId": "x"},
         )
         with pytest.raises(client.exceptions.ResourceNotFoundException) as info:
             client.describe_tunnel(tunnelId="x")
@@ -124,7 +129,7 @@ def test_responses_are_validated_against_the_model_when_added() -> None:
 def test_pending_responses_are_reported() -> None:
     stubber = SecureTunnelStubber(make_client())
     stubber.add_response("close_tunnel", {})
-    with pytest.raises(AssertionError, match="1 responses remaining in queue."):
+    with pytest.raises(AssertionError, match=r"1 responses remaining in queue\."):
         stubber.assert_no_pending_responses()
 
 

@@ -1,0 +1,69 @@
+"""The AWS IoT Secure Tunneling data-plane protocol as a sans-I/O library.
+
+Bytes in, messages and bytes out; no sockets, no asyncio. The pieces:
+
+- :class:`TunnelMessage` / :class:`MessageType`: the protobuf ``Message``, typed.
+- :func:`encode_frame` / :class:`FrameDecoder`: 2-byte length-prefixed frames, reassembled
+  however the WebSocket layer cuts them.
+- :class:`ProtocolVersion`: the ``aws.iot.securetunneling-1.0/2.0/3.0`` subprotocols.
+- :mod:`~pytest_securetunnel.protocol.rules`: each rule the service enforces, by name.
+- :class:`TunnelConnection`: the service's per-connection state machine.
+"""
+
+from .connection import TunnelConnection
+from .errors import (
+    FrameError,
+    MessageDecodeError,
+    MessageEncodeError,
+    ProtocolError,
+    RuleViolation,
+    UnknownFieldError,
+    UnsupportedSubprotocolError,
+)
+from .framing import (
+    LENGTH_PREFIX_SIZE,
+    MAX_MESSAGE_SIZE,
+    MAX_WEBSOCKET_FRAME_SIZE,
+    FrameDecoder,
+    encode_frame,
+)
+from .messages import (
+    MAX_PAYLOAD_SIZE,
+    MessageType,
+    TunnelMessage,
+    check_no_unknown_fields,
+    decode_message,
+    encode_message,
+)
+from .rules import MESSAGE_RULES, RuleContext, validate_message
+from .streams import StreamTable
+from .versions import SUBPROTOCOLS, ClientMode, ProtocolVersion
+
+__all__ = [
+    "LENGTH_PREFIX_SIZE",
+    "MAX_MESSAGE_SIZE",
+    "MAX_PAYLOAD_SIZE",
+    "MAX_WEBSOCKET_FRAME_SIZE",
+    "MESSAGE_RULES",
+    "SUBPROTOCOLS",
+    "ClientMode",
+    "FrameDecoder",
+    "FrameError",
+    "MessageDecodeError",
+    "MessageEncodeError",
+    "MessageType",
+    "ProtocolError",
+    "ProtocolVersion",
+    "RuleContext",
+    "RuleViolation",
+    "StreamTable",
+    "TunnelConnection",
+    "TunnelMessage",
+    "UnknownFieldError",
+    "UnsupportedSubprotocolError",
+    "check_no_unknown_fields",
+    "decode_message",
+    "encode_frame",
+    "encode_message",
+    "validate_message",
+]

@@ -1,0 +1,278 @@
+"""Typed tunneling messages and their protobuf encoding.
+
+Users handle :class:`TunnelMessage`, a frozen dataclass; :func:`encode_message` and
+:func:`decode_message` convert to and from the protobuf ``Message`` bytes (without the
+2-byte length prefix, see :mod:`pytest_securetunnel.protocol.framing`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Iterable
+from typing import Any, Final
+
+from google.protobuf.message import DecodeError
+
+from . import _schema
+from .errors import MessageDecodeError, MessageEncodeError, UnknownFieldError
+
+__all__ = [
+    "MAX_PAYLOAD_SIZE",
+    "MessageType",
+    "TunnelMessage",
+    "check_no_unknown_fields",
+    "decode_message",
+    "encode_message",
+]
+
+#: Largest ``payload`` a message may carry: 63 KiB (all protocol guides).
+MAX_PAYLOAD_SIZE: Final = 64512
+
+_INT32_MIN: Final = -(2**31)
+_INT32_MAX: Final = 2**31 - 1
+_UINT32_MAX: Final = 2**32 - 1
+_WIRE_TYPES: Final = {0: "VARINT", 1: "I64", 2: "LEN", 3: "SGROUP", 4: "EGROUP", 5: "I32"}
+_SCHEMA_SOURCE: Final = "V3 protocol guide, 'ProtocolBuffers Message Schema'"
+
+
+class MessageType(enum.IntEnum):
+    """``Message.Type``: what a tunneling message means."""
+
+    UNKNOWN = 0
+    DATA = 1
+    STREAM_START = 2
+    STREAM_RESET = 3
+    SESSION_RESET = 4
+    SERVICE_IDS = 5
+    CONNECTION_START = 6
+    CONNECTION_RESET = 7
+
+
+@dataclasses.dataclass(frozen=True, slots=True, repr=False)
+class TunnelMessage:
+    """One tunneling message, the typed form of the protobuf ``Message``.
+
+    ``type`` is a :class:`MessageType` when the value is in the schema and a plain ``int``
+    otherwise (proto3 enums are open, so peers may send types this schema does not know).
+    ``connection_id`` 0 means "absent" (proto3 cannot tell the two apart).
+    """
+
+    type: MessageType | int
+    stream_id: int = 0
+    ignorable: bool = False
+    payload: bytes = b""
+    service_id: str = ""
+    available_service_ids: tuple[str, ...] = ()
+    connection_id: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.type, MessageType) and self.type in _KNOWN_TYPE_VALUES:
+            object.__setattr__(self, "type", MessageType(self.type))
+        if not isinstance(self.available_service_ids, tuple):
+            object.__setattr__(self, "available_service_ids", tuple(self.available_service_ids))
+
+    @property
+    def type_name(self) -> str:
+        """Name of the type, e.g. ``"DATA"``, or ``"type 42"`` for a type not in the schema."""
+        if isinstance(self.type, MessageType):
+            return self.type.name
+        return f"type {self.type}"
+
+    @property
+    def is_known_type(self) -> bool:
+        """Whether ``type`` is a value of :class:`MessageType`."""
+        return isinstance(self.type, MessageType)
+
+    def __repr__(self) -> str:
+        kind = self.type.name if isinstance(self.type, MessageType) else str(self.type)
+        parts = [f"type={kind}"]
+        for field in dataclasses.fields(self)[1:]:
+            value = getattr(self, field.name)
+            if value == field.default:
+                continue
+            if field.name == "payload" and len(value) > 32:
+                parts.append(f"payload=<{len(value)} bytes>")
+            else:
+                parts.append(f"{field.name}={value!r}")
+        return f"TunnelMessage({', '.join(parts)})"
+
+    @classmethod
+    def data(
+        cls, stream_id: int, payload: bytes, service_id: str = "", connection_id: int = 0
+    ) -> TunnelMessage:
+        """Build a DATA message."""
+        return cls(
+            MessageType.DATA,
+            stream_id=stream_id,
+            payload=payload,
+            service_id=service_id,
+            connection_id=connection_id,
+        )
+
+    @classmethod
+    def stream_start(
+        cls, stream_id: int, service_id: str = "", connection_id: int = 0
+    ) -> TunnelMessage:
+        """Build a STREAM_START message (V3 clients send ``connection_id=1``)."""
+        return cls(
+            MessageType.STREAM_START,
+            stream_id=stream_id,
+            service_id=service_id,
+            connection_id=connection_id,
+        )
+
+    @classmethod
+    def stream_reset(cls, stream_id: int, service_id: str = "") -> TunnelMessage:
+        """Build a STREAM_RESET message."""
+        return cls(MessageType.STREAM_RESET, stream_id=stream_id, service_id=service_id)
+
+    @classmethod
+    def session_reset(cls) -> TunnelMessage:
+        """Build a SESSION_RESET message (only the service may send one)."""
+        return cls(MessageType.SESSION_RESET)
+
+    @classmethod
+    def connection_start(
+        cls, stream_id: int, connection_id: int, service_id: str = ""
+    ) -> TunnelMessage:
+        """Build a CONNECTION_START message (V3)."""
+        return cls(
+            MessageType.CONNECTION_START,
+            stream_id=stream_id,
+            service_id=service_id,
+            connection_id=connection_id,
+        )
+
+    @classmethod
+    def connection_reset(
+        cls, stream_id: int, connection_id: int, service_id: str = ""
+    ) -> TunnelMessage:
+        """Build a CONNECTION_RESET message (V3)."""
+        return cls(
+            MessageType.CONNECTION_RESET,
+            stream_id=stream_id,
+            service_id=service_id,
+            connection_id=connection_id,
+        )
+
+    @classmethod
+    def service_ids(cls, service_ids: Iterable[str]) -> TunnelMessage:
+        """Build a SERVICE_IDS message listing ``service_ids`` (only the service sends one)."""
+        return cls(MessageType.SERVICE_IDS, available_service_ids=tuple(service_ids))
+
+
+_KNOWN_TYPE_VALUES: Final = frozenset(int(t) for t in MessageType)
+
+
+def _check_range(name: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise MessageEncodeError(
+            "field-out-of-range",
+            f"{name}={value} does not fit the schema type (allowed {low}..{high})",
+            value=value,
+            source=_SCHEMA_SOURCE,
+        )
+
+
+def encode_message(message: TunnelMessage) -> bytes:
+    """Serialise ``message`` to protobuf ``Message`` bytes (no length prefix).
+
+    Raises :class:`MessageEncodeError` (rule ``field-out-of-range`` or
+    ``field-not-encodable``) when a field cannot be represented in the schema. Protocol
+    rules such as the payload limit are not checked here.
+    """
+    _check_range("type", int(message.type), _INT32_MIN, _INT32_MAX)
+    _check_range("stream_id", message.stream_id, _INT32_MIN, _INT32_MAX)
+    _check_range("connection_id", message.connection_id, 0, _UINT32_MAX)
+    pb = _schema.new_message()
+    pb.type = int(message.type)
+    pb.streamId = message.stream_id
+    pb.ignorable = message.ignorable
+    pb.payload = message.payload
+    try:
+        pb.serviceId = message.service_id
+        pb.availableServiceIds.extend(message.available_service_ids)
+    except ValueError as exc:  # e.g. a lone surrogate cannot be UTF-8 encoded
+        raise MessageEncodeError(
+            "field-not-encodable",
+            f"a service id is not encodable as UTF-8: {exc}",
+            value=(message.service_id, message.available_service_ids),
+            source=_SCHEMA_SOURCE,
+        ) from exc
+    pb.connectionId = message.connection_id
+    data: bytes = pb.SerializeToString(deterministic=True)
+    return data
+
+
+def _parse(data: bytes) -> Any:
+    pb = _schema.new_message()
+    try:
+        pb.ParseFromString(data)
+    except DecodeError as exc:
+        raise MessageDecodeError(
+            "malformed-message",
+            f"{len(data)} bytes do not parse as a tunneling Message: {exc}",
+            value=bytes(data),
+            source=_SCHEMA_SOURCE,
+        ) from exc
+    return pb
+
+
+def check_no_unknown_fields(data: bytes) -> None:
+    """Rule ``unknown-field``: a message may not carry fields outside the schema.
+
+    All protocol guides: "It is invalid to extend the schema with additional fields and
+    send them through the tunnel. The service will close the WebSocket connection if this
+    occurs". A schema field sent with the wrong wire type counts as unknown, since the
+    schema cannot read it. Raises :class:`MessageDecodeError` if ``data`` is not a
+    ``Message`` at all.
+    """
+    _reject_unknown_fields(_parse(data))
+
+
+def _reject_unknown_fields(pb: Any) -> None:
+    unknown = _schema.unknown_field_numbers(pb)
+    if not unknown:
+        return
+    described = []
+    for number, wire_type in unknown:
+        wire = _WIRE_TYPES.get(wire_type, str(wire_type))
+        if number in _schema.FIELD_NAMES:
+            described.append(f"{number} ({_schema.FIELD_NAMES[number]} with wire type {wire})")
+        elif number:
+            described.append(f"{number} (wire type {wire})")
+        else:
+            described.append("(field numbers not reported by this protobuf runtime)")
+    raise UnknownFieldError(
+        "unknown-field",
+        f"message carries field(s) outside the schema: {', '.join(described)}",
+        value=tuple(number for number, _ in unknown),
+        source="protocol guides V1-V3, 'Tunneling message frames' rules",
+    )
+
+
+def decode_message(data: bytes, *, allow_unknown_fields: bool = False) -> TunnelMessage:
+    """Parse protobuf ``Message`` bytes (no length prefix) into a :class:`TunnelMessage`.
+
+    Raises :class:`MessageDecodeError` (rule ``malformed-message``) for bytes that are not
+    a ``Message`` and, unless ``allow_unknown_fields`` is true, :class:`UnknownFieldError`
+    (rule ``unknown-field``) for fields outside the schema. Clients may pass
+    ``allow_unknown_fields=True``: the guides tell them to ignore unknown fields.
+    """
+    pb = _parse(data)
+    if not allow_unknown_fields:
+        _reject_unknown_fields(pb)
+    return _from_protobuf(pb)
+
+
+def _from_protobuf(pb: Any) -> TunnelMessage:
+    return TunnelMessage(
+        type=int(pb.type),
+        stream_id=int(pb.streamId),
+        ignorable=bool(pb.ignorable),
+        payload=bytes(pb.payload),
+        service_id=str(pb.serviceId),
+        available_service_ids=tuple(pb.availableServiceIds),
+        connection_id=int(pb.connectionId),
+    )
