@@ -11,7 +11,9 @@ Targets (issue 2): the fake within 1.3x of the Stubber floor, at least 5x faster
 than moto. Also reports entering and leaving ``mock_securetunneling()`` and the
 fuller ``http=True`` mode (signing, retries, parser).
 
-Prints one line of JSON. Run: ``python benchmarks/control_plane.py [--rounds N]``.
+Rounds of each contender are interleaved so that machine drift hits all of them
+alike; each figure is the median over rounds. Prints one line of JSON.
+Run: ``python benchmarks/control_plane.py [--calls N] [--rounds N]``.
 """
 
 from __future__ import annotations
@@ -28,97 +30,140 @@ from typing import Any
 import boto3
 from botocore.stub import Stubber
 
-from pytest_securetunnel import mock_securetunneling
+from pytest_securetunnel import SecureTunnelFake, attach, mock_securetunneling
 
 REGION = "us-east-1"
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 
 
-def per_call_us(fn: Callable[[], object], calls: int, rounds: int) -> float:
-    """Median over ``rounds`` of the mean time of ``calls`` calls, in microseconds."""
-    samples = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        samples.append((time.perf_counter() - start) / calls * 1e6)
-    return statistics.median(samples)
+def per_call_us(fn: Callable[[], object], calls: int) -> float:
+    """Mean time of ``calls`` calls of ``fn``, in microseconds."""
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls * 1e6
 
 
 def client(service: str) -> Any:
     return boto3.client(service, region_name=REGION)
 
 
-def stubber_floor(calls: int, rounds: int) -> dict[str, float]:
-    c = client("iotsecuretunneling")
-    now = time.time()
-    from datetime import datetime, timezone
+CONFIG = {"thingName": "thing-1", "services": ["SSH"]}
 
-    when = datetime.fromtimestamp(now, timezone.utc)
-    tunnel_id = "b2de92a3-b8ff-46c0-b0f2-afa28b00cecd"
-    tunnel = {
-        "tunnelId": tunnel_id,
-        "tunnelArn": f"arn:aws:iot:us-east-1:123456789012:tunnel/{tunnel_id}",
-        "status": "OPEN",
-        "sourceConnectionState": {"status": "DISCONNECTED", "lastUpdatedAt": when},
-        "destinationConnectionState": {"status": "DISCONNECTED", "lastUpdatedAt": when},
-        "destinationConfig": {"thingName": "thing-1", "services": ["SSH"]},
-        "timeoutConfig": {"maxLifetimeTimeoutMinutes": 720},
-        "tags": [{"key": "team", "value": "fleet"}],
-        "createdAt": when,
-        "lastUpdatedAt": when,
+
+class Contender:
+    """One way of answering ``describe_tunnel`` and ``open_tunnel``, set up once."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def describe(self) -> object:
+        raise NotImplementedError
+
+    def open(self) -> object:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class StubberFloor(Contender):
+    """botocore's Stubber: queued, pre-parsed answers; no HTTP, no state."""
+
+    def __init__(self, calls: int, rounds: int) -> None:
+        super().__init__("stubber")
+        self.client = client("iotsecuretunneling")
+        with mock_securetunneling() as fake:
+            opened = self.client.open_tunnel(
+                destinationConfig=CONFIG, tags=[{"key": "k", "value": "v"}]
+            )
+            described = self.client.describe_tunnel(tunnelId=opened["tunnelId"])
+        del fake
+        described.pop("ResponseMetadata")
+        opened.pop("ResponseMetadata")
+        self.tunnel_id = opened["tunnelId"]
+        self.stub = Stubber(self.client)
+        for _ in range(rounds):  # the order measure() calls them in
+            for _ in range(calls):
+                self.stub.add_response("describe_tunnel", described)
+            for _ in range(calls):
+                self.stub.add_response("open_tunnel", opened)
+        self.stub.activate()
+
+    def describe(self) -> object:
+        return self.client.describe_tunnel(tunnelId=self.tunnel_id)
+
+    def open(self) -> object:
+        return self.client.open_tunnel(destinationConfig=CONFIG)
+
+    def close(self) -> None:
+        self.stub.deactivate()
+
+
+class Fake(Contender):
+    """The stateful fake behind ``attach`` (the same hook as the process-wide mode)."""
+
+    def __init__(self, http: bool) -> None:
+        super().__init__("fake_http" if http else "fake")
+        self.client = client("iotsecuretunneling")
+        self.fake = SecureTunnelFake()
+        self.fake.quotas.open_tunnels = 10**9
+        self.attachment = attach(self.client, self.fake, http=http)
+        self.tunnel_id = self.client.open_tunnel(
+            destinationConfig=CONFIG, tags=[{"key": "k", "value": "v"}]
+        )["tunnelId"]
+
+    def describe(self) -> object:
+        return self.client.describe_tunnel(tunnelId=self.tunnel_id)
+
+    def open(self) -> object:
+        return self.client.open_tunnel(destinationConfig=CONFIG)
+
+    def close(self) -> None:
+        self.attachment.detach()
+
+
+class Moto(Contender):
+    """moto's mock_aws on Secrets Manager (JSON 1.1, stateful)."""
+
+    def __init__(self) -> None:
+        super().__init__("moto")
+        from moto import mock_aws
+
+        self.mock = mock_aws()
+        self.mock.start()
+        self.client = client("secretsmanager")
+        self.arn = self.client.create_secret(Name="bench", SecretString="x")["ARN"]
+        self.counter = iter(range(10**9))
+
+    def describe(self) -> object:
+        return self.client.describe_secret(SecretId=self.arn)
+
+    def open(self) -> object:
+        return self.client.create_secret(Name=f"s{next(self.counter)}", SecretString="x")
+
+    def close(self) -> None:
+        self.mock.stop()
+
+
+def measure(contenders: list[Contender], calls: int, rounds: int) -> dict[str, dict[str, float]]:
+    """Median per-call time of each contender, rounds interleaved to share machine drift."""
+    samples: dict[str, dict[str, list[float]]] = {
+        c.name: {"describe_tunnel": [], "open_tunnel": []} for c in contenders
     }
-    opened = {
-        "tunnelId": tunnel["tunnelId"],
-        "tunnelArn": tunnel["tunnelArn"],
-        "sourceAccessToken": "s" * 600,
-        "destinationAccessToken": "d" * 600,
+    for round_ in range(rounds + 1):
+        for contender in contenders:
+            n = calls if contender.name in ("stubber", "fake") else max(calls // 5, 20)
+            describe = per_call_us(contender.describe, n)
+            open_ = per_call_us(contender.open, n)
+            if round_:  # the first round warms up
+                samples[contender.name]["describe_tunnel"].append(describe)
+                samples[contender.name]["open_tunnel"].append(open_)
+    return {
+        name: {op: statistics.median(values) for op, values in ops.items()}
+        for name, ops in samples.items()
     }
-    stub = Stubber(c)
-    total = calls * (rounds + 1)
-    for _ in range(total):
-        stub.add_response("describe_tunnel", {"tunnel": tunnel})
-    for _ in range(total):
-        stub.add_response("open_tunnel", opened)
-    config = {"thingName": "thing-1", "services": ["SSH"]}
-    with stub:
-        per_call_us(lambda: c.describe_tunnel(tunnelId=tunnel["tunnelId"]), calls, 1)
-        describe = per_call_us(
-            lambda: c.describe_tunnel(tunnelId=tunnel["tunnelId"]), calls, rounds
-        )
-        per_call_us(lambda: c.open_tunnel(destinationConfig=config), calls, 1)
-        open_ = per_call_us(lambda: c.open_tunnel(destinationConfig=config), calls, rounds)
-    return {"describe_tunnel": describe, "open_tunnel": open_}
-
-
-def fake(calls: int, rounds: int, http: bool) -> dict[str, float]:
-    c = client("iotsecuretunneling")
-    config = {"thingName": "thing-1", "services": ["SSH"]}
-    with mock_securetunneling(http=http) as f:
-        f.quotas.open_tunnels = 10**9
-        tunnel_id = c.open_tunnel(destinationConfig=config, tags=[{"key": "team", "value": "x"}])[
-            "tunnelId"
-        ]
-        per_call_us(lambda: c.describe_tunnel(tunnelId=tunnel_id), calls, 1)
-        describe = per_call_us(lambda: c.describe_tunnel(tunnelId=tunnel_id), calls, rounds)
-        open_ = per_call_us(lambda: c.open_tunnel(destinationConfig=config), calls, rounds)
-    return {"describe_tunnel": describe, "open_tunnel": open_}
-
-
-def moto_floor(calls: int, rounds: int) -> dict[str, float]:
-    from moto import mock_aws
-
-    with mock_aws():
-        c = client("secretsmanager")
-        arn = c.create_secret(Name="bench", SecretString="x")["ARN"]
-        per_call_us(lambda: c.describe_secret(SecretId=arn), calls, 1)
-        describe = per_call_us(lambda: c.describe_secret(SecretId=arn), calls, rounds)
-        counter = iter(range(10**9))
-        open_ = per_call_us(
-            lambda: c.create_secret(Name=f"s{next(counter)}", SecretString="x"), calls, rounds
-        )
-    return {"describe_tunnel": describe, "open_tunnel": open_}
 
 
 def enter_exit_us(rounds: int) -> float:
@@ -126,19 +171,27 @@ def enter_exit_us(rounds: int) -> float:
         with mock_securetunneling():
             pass
 
-    return per_call_us(once, 200, rounds)
+    return statistics.median(per_call_us(once, 200) for _ in range(rounds))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=500)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--calls", type=int, default=300, help="calls per round")
+    parser.add_argument("--rounds", type=int, default=9, help="interleaved rounds")
     args = parser.parse_args(argv)
     calls, rounds = args.calls, args.rounds
-    stub = stubber_floor(calls, rounds)
-    ours = fake(calls, rounds, http=False)
-    full = fake(calls // 5, rounds, http=True)
-    moto = moto_floor(calls // 5, rounds)
+    contenders: list[Contender] = [
+        StubberFloor(calls, rounds + 1),
+        Fake(http=False),
+        Fake(http=True),
+        Moto(),
+    ]
+    try:
+        times = measure(contenders, calls, rounds)
+    finally:
+        for contender in contenders:
+            contender.close()
+    stub, ours, full, moto = (times[n] for n in ("stubber", "fake", "fake_http", "moto"))
     result: dict[str, Any] = {"benchmark": "control_plane", "unit": "us_per_call"}
     for op in ("describe_tunnel", "open_tunnel"):
         result[op] = {

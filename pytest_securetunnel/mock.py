@@ -62,11 +62,15 @@ def _timestamp_cached(parser: Any) -> Any:
 
 def _copy(value: Any) -> Any:
     """A deep copy of parsed JSON data (dicts, lists and immutable leaves)."""
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
+    kind = type(value)
+    if kind is dict:
+        return {k: v if type(v) not in _CONTAINERS else _copy(v) for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) not in _CONTAINERS else _copy(v) for v in value]
     return value
+
+
+_CONTAINERS = frozenset((dict, list))
 
 
 async def _pair_async(http: AWSResponse, pending: Awaitable[Any]) -> tuple[AWSResponse, Any]:
@@ -170,7 +174,7 @@ def _register(emitter: Any, hook: _Hook, http: bool, unique_id: str) -> None:
     if http:
         emitter.register_last(_EVENT_SEND, hook.before_send, unique_id=unique_id)
     else:
-        emitter.register_last(_EVENT_CALL, hook.before_call, unique_id=unique_id)
+        emitter.register_first(_EVENT_CALL, hook.before_call, unique_id=unique_id)
 
 
 def _unregister(emitter: Any, http: bool, unique_id: str) -> None:

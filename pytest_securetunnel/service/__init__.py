@@ -5,7 +5,7 @@ Knows nothing of HTTP, botocore's event system or asyncio; adapters call
 """
 
 from pytest_securetunnel.service._clock import Clock
-from pytest_securetunnel.service._errors import FakeInternalError, ServiceError
+from pytest_securetunnel.service._errors import FakeInternalError, Refusal, ServiceError
 from pytest_securetunnel.service._fake import (
     CallRecord,
     Quotas,
@@ -23,6 +23,7 @@ __all__ = [
     "Notification",
     "Notifications",
     "Quotas",
+    "Refusal",
     "SecureTunnelFake",
     "ServiceError",
     "TokenRecord",

@@ -38,3 +38,22 @@ class FakeInternalError(RuntimeError):
 
     Raised instead of a wrong answer, so a test fails loudly and names the fake.
     """
+
+
+class Refusal(Exception):
+    """A refused data-plane handshake: HTTP status, body and optional ``X-Status-Reason``.
+
+    Every refusal is HTTP 400, never 5xx, since clients retry 5xx forever
+    (decisions.md, data plane).
+    """
+
+    def __init__(self, body: str, *, status: int = 400, reason: str | None = None) -> None:
+        super().__init__(body)
+        self.body = body
+        self.status = status
+        self.reason = reason
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Extra response headers of the refusal."""
+        return {} if self.reason is None else {"X-Status-Reason": self.reason}

@@ -21,6 +21,7 @@ from pytest_securetunnel.service import _model
 from pytest_securetunnel.service._clock import Clock
 from pytest_securetunnel.service._errors import (
     FakeInternalError,
+    Refusal,
     ServiceError,
     invalid_request,
     limit_exceeded,
@@ -196,6 +197,89 @@ class SecureTunnelFake:
         if access_key_id is None:
             return self.default_account_id
         return self.accounts.get(access_key_id, self.default_account_id)
+
+    # -- data plane: what the tunneling proxy asks of the control plane ----------------
+
+    def authorize_connection(
+        self, token: str, mode: str, client_token: str | None = None
+    ) -> Tunnel:
+        """Admit a WebSocket handshake with ``token`` in ``mode``, or raise :class:`Refusal`.
+
+        On success the token is marked used (bound to ``client_token`` if given) and the
+        mode's connection state becomes CONNECTED. Rules: V3 protocol guide
+        ("access-token", "client-token") and decisions.md (data plane).
+        """
+        with self._lock:
+            record = self._tokens.get(token)
+            if record is None:
+                raise Refusal("Invalid access token: The access token is not valid.")
+            backend = self.backend(record.account_id, record.region)
+            self._refresh(backend)
+            tunnel = backend.tunnels.get(record.tunnel_id)
+            if tunnel is None or tunnel.status(self.clock.now()) == "CLOSED":
+                raise Refusal("Tunnel is closed", reason="Tunnel is closed")
+            if record.revoked:
+                raise Refusal(
+                    "Invalid access token: The access token was revoked by "
+                    "RotateTunnelAccessToken and can not be used again."
+                )
+            if record.mode != mode:
+                raise Refusal(
+                    f"Invalid local proxy mode: the access token is for {record.mode} mode, "
+                    f"but local-proxy-mode is {mode}."
+                )
+            if record.used:
+                if record.client_token is None or client_token is None:
+                    raise Refusal(
+                        "Invalid access token: The access token was previously used and "
+                        "can not be used again."
+                    )
+                if client_token != record.client_token:
+                    raise Refusal(
+                        "Invalid client token: The provided client token does not match the "
+                        "client token that was previously set."
+                    )
+            elif client_token is not None:
+                for other in self._tokens.values():
+                    if (
+                        other.client_token == client_token
+                        and other.account_id == record.account_id
+                        and other.tunnel_id != record.tunnel_id
+                        and other.tunnel_id in backend.open_ids
+                    ):
+                        raise Refusal(
+                            "Invalid client token: The client token is already in use by "
+                            "another tunnel."
+                        )
+            record.used = True
+            record.client_token = record.client_token or client_token
+            self._set_connection(tunnel, record.mode, "CONNECTED")
+            return tunnel
+
+    def connection_closed(self, tunnel: Tunnel, mode: Mode) -> None:
+        """Note that ``mode``'s WebSocket connection of ``tunnel`` is gone."""
+        with self._lock:
+            if tunnel.connection(mode).status == "CONNECTED":
+                self._set_connection(tunnel, mode, "DISCONNECTED")
+
+    def _set_connection(self, tunnel: Tunnel, mode: Mode, status: str) -> None:
+        now = self.clock.now()
+        state = tunnel.connection(mode)
+        state.status = "CONNECTED" if status == "CONNECTED" else "DISCONNECTED"
+        state.last_updated_at = now
+        if tunnel.ended_at(now) is None:
+            tunnel.updated_at = now
+        tunnel.events.append((now, f"{mode} {status.lower()}"))
+
+    def check_deadlines(self) -> None:
+        """Apply every expiry and retention deadline that the clock has passed.
+
+        Listeners hear ``closed`` for each tunnel that expired. The proxy calls this
+        on a real-time timer, so expiry closes live connections promptly.
+        """
+        with self._lock:
+            for backend in list(self._backends.values()):
+                self._refresh(backend)
 
     # -- wire entry point ---------------------------------------------------------
 

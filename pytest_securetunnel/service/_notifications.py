@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -116,6 +117,12 @@ class Notifications(Sequence[Notification]):
                     f"published so far: {seen}"
                 )
             return found
+
+    async def wait_async(
+        self, thing_name: str | None = None, *, since: int = 0, timeout: float = 5.0
+    ) -> Notification:
+        """:meth:`wait` for async code: waits in a worker thread, not on the event loop."""
+        return await asyncio.to_thread(self.wait, thing_name, since=since, timeout=timeout)
 
     def for_thing(self, thing_name: str) -> list[Notification]:
         """The notifications published to ``thing_name``, oldest first."""
