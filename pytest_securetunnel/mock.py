@@ -73,6 +73,12 @@ def _copy(value: Any) -> Any:
 _CONTAINERS = frozenset((dict, list))
 
 
+def _error_shape(parsed: Any, model: Any) -> Any:
+    """The modeled shape of an error response's code, if the model has one."""
+    code = parsed.get("Error", {}).get("Code")
+    return None if code is None else model.service_model.shape_for_error_code(code)
+
+
 async def _pair_async(http: AWSResponse, pending: Awaitable[Any]) -> tuple[AWSResponse, Any]:
     return http, await pending
 
@@ -121,11 +127,23 @@ class _Hook:
         response = {"status_code": wire.status, "headers": wire.headers, "body": wire.body}
         result = self._parser.parse(response, model.output_shape)
         if inspect.isawaitable(result):
-            return self._finish_async(result, key, wire.status)
-        return self._finish(result, key, wire.status)
+            return self._finish_async(result, response, model, key)
+        error_shape = _error_shape(result, model) if wire.status >= 300 else None
+        modeled = None if error_shape is None else self._parser.parse(response, error_shape)
+        return self._finish(result, modeled, key, wire.status)
 
-    def _finish(self, parsed: dict[str, Any], key: tuple[str, bytes], status: int) -> Any:
+    def _finish(
+        self,
+        parsed: dict[str, Any],
+        modeled: dict[str, Any] | None,
+        key: tuple[str, bytes],
+        status: int,
+    ) -> Any:
         parsed["ResponseMetadata"]["RetryAttempts"] = 0
+        if modeled is not None:
+            # As botocore's endpoint does (_add_modeled_error_fields): a modeled
+            # error's members, e.g. "message", join the response.
+            parsed.update(modeled)
         if status < 300:
             if len(self._parsed) >= 512:
                 self._parsed.clear()
@@ -133,9 +151,17 @@ class _Hook:
         return parsed
 
     async def _finish_async(
-        self, pending: Awaitable[dict[str, Any]], key: tuple[str, bytes], status: int
+        self,
+        pending: Awaitable[dict[str, Any]],
+        response: dict[str, Any],
+        model: Any,
+        key: tuple[str, bytes],
     ) -> Any:
-        return self._finish(await pending, key, status)
+        parsed = await pending
+        status = response["status_code"]
+        error_shape = _error_shape(parsed, model) if status >= 300 else None
+        modeled = None if error_shape is None else await self._parser.parse(response, error_shape)
+        return self._finish(parsed, modeled, key, status)
 
     def before_call(
         self, model: Any, params: dict[str, Any], request_signer: Any, context: Any, **_: Any

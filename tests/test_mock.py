@@ -279,3 +279,23 @@ def test_aiobotocore_clients_are_routed() -> None:
         tunnel_id, status = asyncio.run(scenario())
     assert status == "OPEN"
     assert fake.tunnel(tunnel_id).services == ["SSH"]
+
+
+def test_aiobotocore_errors_carry_modeled_members() -> None:
+    aiobotocore_session = pytest.importorskip("aiobotocore.session")
+
+    async def scenario() -> dict[str, Any]:
+        session = aiobotocore_session.get_session()
+        async with session.create_client(
+            "iotsecuretunneling", region_name="us-east-1", **KEYS
+        ) as c:
+            try:
+                await c.describe_tunnel(tunnelId="missing")
+            except c.exceptions.ResourceNotFoundException as error:
+                return dict(error.response)
+        raise AssertionError("no error raised")
+
+    with mock_securetunneling():
+        response = asyncio.run(scenario())
+    assert response["Error"]["Code"] == "ResourceNotFoundException"
+    assert response["message"] == "Tunnel missing not found"

@@ -399,7 +399,7 @@ class SecureTunnelFake:
         return found
 
     def _find_arn(self, backend: Backend, arn: str) -> Tunnel:
-        prefix = f"arn:aws:iot:{backend.region}:{backend.account_id}:tunnel/"
+        prefix = _arn_prefix(backend)
         tunnel = backend.tunnels.get(arn[len(prefix) :]) if arn.startswith(prefix) else None
         if tunnel is None:
             raise not_found(f"Resource {arn} not found")
@@ -490,6 +490,12 @@ class SecureTunnelFake:
         return iter(sorted(everything, key=lambda t: (t.created_at, t.sequence)))
 
 
+def _arn_prefix(backend: Backend) -> str:
+    """``arn:<partition>:iot:<region>:<account>:tunnel/`` (facts sheet: tunnel ARN format)."""
+    partition = _model.partition(backend.region)
+    return f"arn:{partition}:iot:{backend.region}:{backend.account_id}:tunnel/"
+
+
 def _without_nulls(value: Any) -> Any:
     """``value`` with every ``null`` structure member dropped, recursively."""
     if isinstance(value, dict):
@@ -553,7 +559,7 @@ def _open_tunnel(fake: SecureTunnelFake, backend: Backend, params: Params) -> Pa
     backend.sequence += 1
     tunnel = Tunnel(
         tunnel_id=tunnel_id,
-        arn=f"arn:aws:iot:{backend.region}:{backend.account_id}:tunnel/{tunnel_id}",
+        arn=f"{_arn_prefix(backend)}{tunnel_id}",
         account_id=backend.account_id,
         region=backend.region,
         sequence=backend.sequence,

@@ -16,15 +16,33 @@ from typing import Any
 
 import botocore.session
 import regex
+from botocore.exceptions import UnknownRegionError
 from botocore.model import OperationModel, ServiceModel, Shape
 
 SERVICE_NAME = "iotsecuretunneling"
 
 
 @functools.lru_cache(maxsize=1)
+def _session() -> botocore.session.Session:
+    return botocore.session.get_session()
+
+
+@functools.lru_cache(maxsize=1)
 def service_model() -> ServiceModel:
     """The ``iotsecuretunneling`` service model shipped with the installed botocore."""
-    return botocore.session.get_session().get_service_model(SERVICE_NAME)
+    return _session().get_service_model(SERVICE_NAME)
+
+
+@functools.lru_cache(maxsize=256)
+def partition(region: str) -> str:
+    """The ARN partition of ``region`` (``aws``, ``aws-cn``, ``aws-us-gov``, ...).
+
+    Taken from botocore's endpoint data; a region it does not know is in ``aws``.
+    """
+    try:
+        return str(_session().get_partition_for_region(region))
+    except UnknownRegionError:
+        return "aws"
 
 
 def target_prefix() -> str:
