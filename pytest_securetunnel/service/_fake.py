@@ -641,7 +641,12 @@ def _rotate(fake: SecureTunnelFake, backend: Backend, params: Params) -> Params:
         raise invalid_request("You can not use DestinationConfig with source clientMode.")
     if config is not None:
         fake._check_services(config)
+        stored_thing = tunnel.thing_name
         tunnel.destination_config = _config(config)
+        if "thingName" not in config and stored_thing is not None:
+            # decisions.md: the notification goes to the request's thing "or the stored
+            # one"; a config without a thing name keeps the tunnel's destination thing.
+            tunnel.destination_config["thingName"] = stored_thing
     result: Params = {"tunnelArn": tunnel.arn}
     for side in _ROTATE_MODES[mode]:
         old = fake._tokens[tunnel.source_token if side == "source" else tunnel.destination_token]

@@ -247,3 +247,22 @@ def test_rotated_tokens_are_recorded_in_calls() -> None:
         {"tunnelId": tunnel_id, "clientMode": "DESTINATION"},
         expected,
     )
+
+
+def test_rotate_destination_config_without_thing_name_keeps_the_stored_thing() -> None:
+    # decisions.md: the notification goes to the request's thing "or the stored one".
+
+    with mock_securetunneling(seed=4) as fake:
+        client = make_client()
+        tunnel_id = client.open_tunnel(
+            destinationConfig={"thingName": "robot", "services": ["SSH"]}
+        )["tunnelId"]
+        client.rotate_tunnel_access_token(
+            tunnelId=tunnel_id, clientMode="DESTINATION", destinationConfig={"services": ["VNC"]}
+        )
+        config = client.describe_tunnel(tunnelId=tunnel_id)["tunnel"]["destinationConfig"]
+    assert config == {"thingName": "robot", "services": ["VNC"]}
+    assert [n.payload["services"] for n in fake.notifications.for_thing("robot")] == [
+        ["SSH"],
+        ["VNC"],
+    ]
