@@ -1,6 +1,6 @@
 """The one clock of the fake.
 
-Every read of tunnel time goes through :meth:`Clock.now`, which reads the wall clock
+Every read of tunnel time goes through :meth:`Clock.time`, which reads the wall clock
 with ``time.time()`` on each call, so ``freezegun`` and ``time-machine`` move it, plus
 an offset that :meth:`Clock.advance` and :meth:`Clock.set` move without either
 library. Network I/O never waits on this clock.
@@ -19,7 +19,7 @@ class Clock:
     >>> clock = Clock()
     >>> before = clock.now()
     >>> clock.advance(minutes=5)
-    >>> round(clock.now() - before) >= 300
+    >>> (clock.now() - before).total_seconds() >= 300
     True
     """
 
@@ -27,13 +27,13 @@ class Clock:
         self._offset = 0.0
         self._lock = threading.Lock()
 
-    def now(self) -> float:
+    def time(self) -> float:
         """Seconds since the epoch, as the fake sees them."""
         return time.time() + self._offset
 
-    def now_datetime(self) -> _dt.datetime:
-        """:meth:`now` as an aware UTC ``datetime``."""
-        return _dt.datetime.fromtimestamp(self.now(), _dt.timezone.utc)
+    def now(self) -> _dt.datetime:
+        """The fake's time as an aware UTC ``datetime``."""
+        return _dt.datetime.fromtimestamp(self.time(), _dt.timezone.utc)
 
     def advance(self, *, minutes: float = 0.0, seconds: float = 0.0, hours: float = 0.0) -> None:
         """Move the fake's time forward (never backward)."""
@@ -44,7 +44,7 @@ class Clock:
             self._offset += delta
 
     def set(self, when: _dt.datetime | float) -> None:
-        """Make :meth:`now` read ``when`` (an aware ``datetime`` or epoch seconds)."""
+        """Make the fake's time read ``when`` (an aware ``datetime`` or epoch seconds)."""
         if isinstance(when, _dt.datetime):
             if when.tzinfo is None:
                 raise ValueError(
@@ -62,4 +62,4 @@ class Clock:
             self._offset = 0.0
 
     def __repr__(self) -> str:
-        return f"<Clock now={self.now_datetime().isoformat()} offset={self._offset:+.3f}s>"
+        return f"<Clock now={self.now().isoformat()} offset={self._offset:+.3f}s>"

@@ -177,7 +177,7 @@ class SecureTunnelFake:
 
     def status(self, tunnel: Tunnel) -> str:
         """``OPEN`` or ``CLOSED`` now, by the fake's clock."""
-        return tunnel.status(self.clock.now())
+        return tunnel.status(self.clock.time())
 
     def add_listener(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(event, tunnel, mode)`` on ``closed``, ``deleted`` and ``revoked``.
@@ -216,7 +216,7 @@ class SecureTunnelFake:
             backend = self.backend(record.account_id, record.region)
             self._refresh(backend)
             tunnel = backend.tunnels.get(record.tunnel_id)
-            if tunnel is None or tunnel.status(self.clock.now()) == "CLOSED":
+            if tunnel is None or tunnel.status(self.clock.time()) == "CLOSED":
                 raise Refusal("Tunnel is closed", reason="Tunnel is closed")
             if record.revoked:
                 raise Refusal(
@@ -263,7 +263,7 @@ class SecureTunnelFake:
                 self._set_connection(tunnel, mode, "DISCONNECTED")
 
     def _set_connection(self, tunnel: Tunnel, mode: Mode, status: str) -> None:
-        now = self.clock.now()
+        now = self.clock.time()
         state = tunnel.connection(mode)
         state.status = "CONNECTED" if status == "CONNECTED" else "DISCONNECTED"
         state.last_updated_at = now
@@ -407,7 +407,7 @@ class SecureTunnelFake:
 
     def _refresh(self, backend: Backend) -> None:
         """Apply expiry and drop closed tunnels past retention (decisions.md: 3 hours)."""
-        expired, gone = backend.refresh(self.clock.now(), self.closed_retention_seconds)
+        expired, gone = backend.refresh(self.clock.time(), self.closed_retention_seconds)
         for tunnel in expired:
             tunnel.events.append((tunnel.expires_at, "expired"))
             self._emit("closed", tunnel, None)
@@ -415,7 +415,7 @@ class SecureTunnelFake:
             self._forget(tunnel)
 
     def _delete(self, backend: Backend, tunnel: Tunnel) -> None:
-        backend.ended(tunnel, self.clock.now())
+        backend.ended(tunnel, self.clock.time())
         del backend.tunnels[tunnel.tunnel_id]
         self._forget(tunnel)
 
@@ -445,7 +445,7 @@ class SecureTunnelFake:
                 tunnel_id=tunnel.tunnel_id,
                 account_id=tunnel.account_id,
                 region=tunnel.region,
-                published_at=self.clock.now(),
+                published_at=self.clock.time(),
                 reason=reason,
             )
         )
@@ -543,7 +543,7 @@ Params = dict[str, Any]
 
 
 def _open_tunnel(fake: SecureTunnelFake, backend: Backend, params: Params) -> Params:
-    now = fake.clock.now()
+    now = fake.clock.time()
     if len(backend.open_ids) >= fake.quotas.open_tunnels:
         raise limit_exceeded(
             f"The maximum number of open tunnels ({fake.quotas.open_tunnels}) for account "
@@ -598,12 +598,12 @@ def _config(config: Params) -> Params:
 
 def _describe_tunnel(fake: SecureTunnelFake, backend: Backend, params: Params) -> Params:
     tunnel = fake._find(backend, params["tunnelId"])
-    return {"tunnel": tunnel.describe(fake.clock.now())}
+    return {"tunnel": tunnel.describe(fake.clock.time())}
 
 
 def _close_tunnel(fake: SecureTunnelFake, backend: Backend, params: Params) -> Params:
     tunnel = fake._find(backend, params["tunnelId"])
-    now = fake.clock.now()
+    now = fake.clock.time()
     if tunnel.status(now) == "OPEN":
         # decisions.md: closing a CLOSED tunnel succeeds and changes nothing.
         tunnel.closed_at = now
@@ -630,7 +630,7 @@ def _rotate(fake: SecureTunnelFake, backend: Backend, params: Params) -> Params:
     tunnel = fake._find(backend, params["tunnelId"])
     mode = params["clientMode"]
     config = params.get("destinationConfig")
-    now = fake.clock.now()
+    now = fake.clock.time()
     if tunnel.status(now) == "CLOSED":
         raise invalid_request(
             f"Tunnel {tunnel.tunnel_id} is CLOSED: the access tokens of a closed tunnel "
@@ -668,7 +668,7 @@ def _rotate(fake: SecureTunnelFake, backend: Backend, params: Params) -> Params:
 
 
 def _list_tunnels(fake: SecureTunnelFake, backend: Backend, params: Params) -> Params:
-    now = fake.clock.now()
+    now = fake.clock.time()
     thing_name = params.get("thingName")
     page_size = params.get("maxResults", DEFAULT_PAGE_SIZE)
     token = params.get("nextToken")
