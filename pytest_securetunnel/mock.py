@@ -31,6 +31,7 @@ from typing import Any, TypeVar, cast
 from botocore.awsrequest import AWSResponse
 from botocore.client import BaseClient
 
+from pytest_securetunnel._sigv4 import sigv4_scope
 from pytest_securetunnel.service import SecureTunnelFake, WireResponse
 from pytest_securetunnel.service._model import SERVICE_NAME
 
@@ -85,17 +86,6 @@ async def _pair_async(http: AWSResponse, pending: Awaitable[Any]) -> tuple[AWSRe
 
 def _access_key(credentials: Any) -> str | None:
     return None if credentials is None else cast("str | None", credentials.access_key)
-
-
-def _sigv4_scope(headers: Any) -> tuple[str | None, str | None]:
-    """(access key, region) from a SigV4 ``Authorization`` header, if there is one."""
-    auth = headers.get("Authorization")
-    if isinstance(auth, bytes):
-        auth = auth.decode()
-    if not auth or "Credential=" not in auth:
-        return None, None
-    scope = auth.split("Credential=", 1)[1].split(",", 1)[0].split("/")
-    return scope[0], (scope[2] if len(scope) > 2 else None)
 
 
 class _Hook:
@@ -188,7 +178,7 @@ class _Hook:
         target = request.headers.get("X-Amz-Target", b"")
         if isinstance(target, bytes):
             target = target.decode()
-        access_key, region = _sigv4_scope(request.headers)
+        access_key, region = sigv4_scope(request.headers)
         body = request.body or b""
         if not isinstance(body, bytes):
             body = body.read() if hasattr(body, "read") else str(body).encode()
