@@ -1,0 +1,113 @@
+"""Opening the tunnel WebSocket: URL, handshake headers and refusal errors."""
+
+from __future__ import annotations
+
+import ssl as ssl_module
+from collections.abc import Iterable, Mapping
+from typing import Literal
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidHandshake, InvalidStatus
+from websockets.typing import Subprotocol
+
+from ..protocol import MAX_WEBSOCKET_FRAME_SIZE, ClientMode, ProtocolVersion
+from ._errors import HandshakeError, HandshakeRefused
+
+__all__ = ["HeadersLike", "TokenLocation", "open_tunnel_websocket", "tunnel_url"]
+
+#: Where the client access token goes: the ``access-token`` header or the cookie.
+TokenLocation = Literal["header", "cookie"]
+#: Extra handshake headers: a mapping or ``(name, value)`` pairs (names may repeat).
+HeadersLike = Mapping[str, str] | Iterable[tuple[str, str]]
+
+_USER_AGENT = "pytest-securetunnel"
+
+
+def tunnel_url(endpoint: str, mode: ClientMode, *, secure: bool) -> str:
+    """Return ``{endpoint}/tunnel?local-proxy-mode={mode}``.
+
+    ``endpoint`` is ``ws://host:port``, ``wss://host:port`` or ``host[:port]`` (as the
+    localproxy ``-e`` option takes it); without a scheme, ``wss`` is used when ``secure``.
+    """
+    base = endpoint.rstrip("/")
+    if "://" not in base:
+        base = f"{'wss' if secure else 'ws'}://{base}"
+    # All protocol guides: 'GET /tunnel?local-proxy-mode=source|destination'.
+    return f"{base}/tunnel?local-proxy-mode={mode.value}"
+
+
+def _handshake_headers(
+    token: str | None,
+    token_in: TokenLocation,
+    client_token: str | None,
+    extra_headers: HeadersLike | None,
+) -> list[tuple[str, str]]:
+    headers: list[tuple[str, str]] = []
+    if token is not None:
+        if token_in == "header":
+            headers.append(("access-token", token))
+        elif token_in == "cookie":
+            headers.append(("Cookie", f"awsiot-tunnel-token={token}"))
+        else:
+            raise ValueError(f"token_in must be 'header' or 'cookie', not {token_in!r}")
+    if client_token is not None:
+        headers.append(("client-token", client_token))
+    if extra_headers is not None:
+        pairs = extra_headers.items() if isinstance(extra_headers, Mapping) else extra_headers
+        headers.extend(pairs)
+    return headers
+
+
+def _refusal(exc: InvalidStatus) -> HandshakeRefused:
+    response = exc.response
+    body = (response.body or b"").decode("utf-8", errors="replace")
+    return HandshakeRefused(
+        response.status_code, response.reason_phrase, body, response.headers.copy()
+    )
+
+
+async def open_tunnel_websocket(
+    endpoint: str,
+    token: str | None,
+    mode: ClientMode,
+    version: ProtocolVersion,
+    *,
+    client_token: str | None,
+    ssl: ssl_module.SSLContext | None,
+    token_in: TokenLocation,
+    extra_headers: HeadersLike | None,
+    open_timeout: float | None,
+) -> ClientConnection:
+    """Open the WebSocket to the tunneling proxy and check the negotiated subprotocol.
+
+    Raises :class:`HandshakeRefused` for an HTTP error response and :class:`HandshakeError`
+    for any other handshake failure. Connection errors (``OSError``) propagate.
+    """
+    url = tunnel_url(endpoint, mode, secure=ssl is not None)
+    headers = _handshake_headers(token, token_in, client_token, extra_headers)
+    try:
+        websocket = await connect(
+            url,
+            ssl=ssl,
+            # localproxy offers exactly one subprotocol.
+            subprotocols=[Subprotocol(version.subprotocol)],
+            additional_headers=headers,
+            user_agent_header=_USER_AGENT,
+            compression=None,
+            proxy=None,
+            open_timeout=open_timeout,
+            ping_interval=20,
+            # localproxy: pings every 20 s and has no pong timeout.
+            ping_timeout=None,
+            # All protocol guides: WebSocket frames are at most 131076 bytes.
+            max_size=MAX_WEBSOCKET_FRAME_SIZE,
+        )
+    except InvalidStatus as exc:
+        raise _refusal(exc) from None
+    except InvalidHandshake as exc:
+        raise HandshakeError(f"WebSocket handshake with {url} failed: {exc}") from exc
+    if websocket.subprotocol is None:
+        await websocket.close()
+        # localproxy: a 101 without Sec-WebSocket-Protocol is an error.
+        raise HandshakeError("No websocket subprotocol returned from proxy server!")
+    return websocket

@@ -1,0 +1,86 @@
+"""Fault injection on live connections, for users' robustness tests (on the proxy's loop)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pytest_securetunnel.protocol import TunnelMessage
+
+from ._events import EventLog
+from ._peer import Delivery, Peer
+from ._relay import TunnelRelay
+
+__all__ = ["Faults"]
+
+
+class Faults:
+    """Drops, injected resets and delivery shaping, per tunnel or per side of a tunnel."""
+
+    def __init__(self, relays: dict[str, TunnelRelay], events: EventLog, default: Delivery) -> None:
+        """Act on ``relays`` (the proxy's live tunnels), logging to ``events``."""
+        self._relays = relays
+        self._events = events
+        self._default = default
+        self._deliveries: dict[tuple[str, str], Delivery] = {}
+
+    def delivery_for(self, tunnel_id: str, mode: str) -> Delivery:
+        """The delivery for a side: set for that side, else for the tunnel, else default."""
+        deliveries = self._deliveries
+        return deliveries.get((tunnel_id, mode), deliveries.get((tunnel_id, ""), self._default))
+
+    def set_delivery(self, tunnel_id: str, mode: str | None, delivery: Delivery | None) -> None:
+        """Shape delivery to one side of a tunnel (``mode``) or to both (``None``)."""
+        if mode is None:
+            self._deliveries.pop((tunnel_id, "source"), None)
+            self._deliveries.pop((tunnel_id, "destination"), None)
+        key = (tunnel_id, mode or "")
+        if delivery is None:
+            self._deliveries.pop(key, None)
+        else:
+            self._deliveries[key] = delivery
+        relay = self._relays.get(tunnel_id)
+        for peer in [] if relay is None else relay.peers.values():
+            peer.delivery = self.delivery_for(tunnel_id, peer.mode)
+
+    def peers(self, tunnel_id: str, mode: str | None) -> list[Peer]:
+        """The live connections of a tunnel (one side, or both if ``mode`` is None)."""
+        relay = self._relays.get(tunnel_id)
+        modes = ("source", "destination") if mode is None else (mode,)
+        found = [] if relay is None else [relay.peers[m] for m in modes if m in relay.peers]
+        if not found:
+            side = "no connection" if mode is None else f"no {mode} connection"
+            raise LookupError(f"{side} is open on tunnel {tunnel_id}")
+        return found
+
+    def _log(self, peer: Peer, name: str) -> None:
+        self._events.record(
+            "fault",
+            tunnel_id=peer.tunnel_id,
+            mode=peer.mode,
+            channel_id=peer.channel_id,
+            reason=name,
+        )
+
+    def drop(self, tunnel_id: str, mode: str | None) -> int:
+        """Drop connections without a close frame (TCP abort); return how many."""
+        found = self.peers(tunnel_id, mode)
+        for peer in found:
+            self._log(peer, "drop")
+            peer.closing = True
+            peer.ws.transport.abort()
+        return len(found)
+
+    def inject(
+        self,
+        tunnel_id: str,
+        mode: str | None,
+        name: str,
+        build: Callable[[Peer], list[TunnelMessage]],
+    ) -> int:
+        """Send the messages ``build(peer)`` makes to each selected connection."""
+        found = self.peers(tunnel_id, mode)
+        for peer in found:
+            self._log(peer, name)
+            for message in build(peer):
+                peer.send(message)
+        return len(found)

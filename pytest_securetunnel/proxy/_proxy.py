@@ -1,0 +1,467 @@
+"""``TunnelProxy``: the data-plane server, usable from sync code, async code and notebooks."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import ssl
+import threading
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Final, Literal, TypeVar
+
+from pytest_securetunnel.protocol import MessageType, TunnelMessage
+from pytest_securetunnel.service import SecureTunnelFake, Tunnel
+
+from ._core import ProxyCore
+from ._events import EventLog, EventMatch, ProxyEvent
+from ._peer import Delivery, Peer
+from ._runner import LoopThread
+from ._tls import TlsFiles, TlsMaterial
+
+__all__ = ["Mode", "TunnelProxy", "TunnelProxyError"]
+
+Mode = Literal["source", "destination"]
+_T = TypeVar("_T")
+_STOP_GRACE: Final = 0.2  # seconds stop() waits for closing handshakes before aborting
+
+
+class TunnelProxyError(Exception):
+    """Errors that happened inside the proxy (bugs), re-raised in the caller's thread.
+
+    ``errors`` lists them; the first is also the ``__cause__``.
+    """
+
+    def __init__(self, errors: list[BaseException]) -> None:
+        """Wrap the recorded ``errors``."""
+        self.errors = list(errors)
+        listed = "\n".join(f"  {type(e).__name__}: {e}" for e in self.errors)
+        super().__init__(
+            f"{len(self.errors)} unexpected error(s) inside pytest-securetunnel's proxy "
+            f"(a bug: please report it):\n{listed}"
+        )
+
+
+def _tunnel_id(tunnel: str | Tunnel) -> str:
+    return tunnel if isinstance(tunnel, str) else tunnel.tunnel_id
+
+
+class TunnelProxy:
+    """A fake AWS IoT Secure Tunneling data plane (``/tunnel`` WebSocket) for a fake.
+
+    ``with TunnelProxy(fake) as proxy:`` runs it on its own event loop in a background
+    thread (works in scripts, notebooks and under a running loop); ``async with`` runs it
+    on the caller's loop. It listens on ephemeral ports of 127.0.0.1: ``ws://`` always,
+    and ``wss://`` too when ``tls`` is true.
+
+    Args:
+        fake: The control plane whose tokens, tunnels and connection states it uses.
+        tls: Also serve ``wss://`` with a trustme certificate for 127.0.0.1 and localhost.
+        ca: A ``trustme.CA`` to issue the certificate (default: one per process).
+        delivery: Default :class:`Delivery` for every connection (fault injection).
+        permessage_deflate: Accept compression when a client offers it. It is never
+            forced; note that ``websockets`` clients offer it unless told
+            ``compression=None``, and it cuts relay throughput many times.
+        close_timeout: Seconds to wait for a client's closing handshake.
+        max_events: How many events :attr:`events` keeps, newest (``None``: all).
+        max_event_bytes: Payload bytes the kept events may hold in total; older events
+            go first (``None``: no limit). Bulk transfers stay cheap in memory.
+    """
+
+    def __init__(
+        self,
+        fake: SecureTunnelFake,
+        *,
+        tls: bool = True,
+        ca: Any | None = None,
+        delivery: Delivery | None = None,
+        permessage_deflate: bool = True,
+        close_timeout: float = 1.0,
+        max_events: int | None = 10_000,
+        max_event_bytes: int | None = 16 * 2**20,
+    ) -> None:
+        """Configure the proxy; :meth:`start` (or a ``with`` block) runs it."""
+        self.fake = fake
+        self.tls = tls
+        self.permessage_deflate = permessage_deflate
+        self.close_timeout = close_timeout
+        self._delivery = delivery or Delivery()
+        self._tls = TlsMaterial(ca) if tls else None
+        self._client_context: ssl.SSLContext | None = None
+        self._events = EventLog(max_events, max_event_bytes)
+        self._errors: list[BaseException] = []
+        self._errors_lock = threading.Lock()
+        self._reported = 0
+        self._core: ProxyCore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner = LoopThread("securetunnel-proxy", self._record_error)
+        self._ports: tuple[int, int | None] | None = None
+        self._files: TlsFiles | None = None
+
+    def __repr__(self) -> str:
+        state = "stopped" if self._ports is None else self.endpoint
+        return f"<TunnelProxy {state} tls={self.tls}>"
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> TunnelProxy:
+        """Run the proxy on its own event loop in a background thread; return it."""
+        if self._loop is not None:
+            raise RuntimeError("TunnelProxy is already running; stop() it first")
+        self._runner.start(self._open, self._close)
+        return self
+
+    def stop(self) -> None:
+        """Close every connection and the servers, join the thread, raise recorded errors."""
+        if self._runner.running:
+            self._runner.stop(timeout=self.close_timeout + 10.0)
+        elif self._loop is not None:
+            raise RuntimeError("this TunnelProxy runs on an event loop: use `await astop()`")
+        self.check()
+
+    async def astart(self) -> TunnelProxy:
+        """Run the proxy on the running event loop (the caller's); return it."""
+        if self._loop is not None:
+            raise RuntimeError("TunnelProxy is already running; stop it first")
+        await self._open()
+        return self
+
+    async def astop(self) -> None:
+        """Stop a proxy started with :meth:`astart`; raise recorded errors."""
+        if self._runner.running:
+            raise RuntimeError("this TunnelProxy runs in a thread: use stop()")
+        if self._loop is not None:
+            await self._close()
+        self.check()
+
+    def __enter__(self) -> TunnelProxy:
+        """Start in a background thread."""
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop; errors recorded inside the proxy are raised unless the block raised."""
+        try:
+            self.stop()
+        except Exception as stop_error:
+            if exc is None:
+                raise
+            _add_note(exc, f"TunnelProxy also failed while stopping: {stop_error}")
+
+    async def __aenter__(self) -> TunnelProxy:
+        """Start on the running loop."""
+        return await self.astart()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop; errors recorded inside the proxy are raised unless the block raised."""
+        try:
+            await self.astop()
+        except Exception as stop_error:
+            if exc is None:
+                raise
+            _add_note(exc, f"TunnelProxy also failed while stopping: {stop_error}")
+
+    async def _open(self) -> None:
+        core = ProxyCore(
+            self.fake, self._events, delivery=self._delivery, on_error=self._record_error
+        )
+        context, files = None, None
+        if self._tls is not None:
+            context, files = self._tls.server_context(), TlsFiles(self._tls.ca_pem)
+        try:
+            ports = await core.listen(
+                context, deflate=self.permessage_deflate, close_timeout=self.close_timeout
+            )
+        except BaseException:
+            if files is not None:
+                files.remove()
+            raise
+        self._core, self._loop, self._ports = core, asyncio.get_running_loop(), ports
+        self._files = files
+
+    async def _close(self) -> None:
+        core = self._core
+        assert core is not None
+        try:
+            await core.shutdown(min(self.close_timeout, _STOP_GRACE))
+        except Exception as exc:
+            self._record_error(exc)
+        finally:
+            if self._files is not None:
+                self._files.remove()
+            self._files = None
+            self._core, self._loop, self._ports = None, None, None
+
+    # -- errors ------------------------------------------------------------------------
+
+    def _record_error(self, error: BaseException) -> None:
+        with self._errors_lock:
+            self._errors.append(error)
+        self._events.record("error", error=error, reason=f"{type(error).__name__}: {error}")
+
+    @property
+    def errors(self) -> list[BaseException]:
+        """Every unexpected error recorded inside the proxy so far."""
+        with self._errors_lock:
+            return list(self._errors)
+
+    def check(self) -> None:
+        """Raise :class:`TunnelProxyError` for errors recorded since the last check."""
+        with self._errors_lock:
+            new = self._errors[self._reported :]
+            self._reported = len(self._errors)
+        if new:
+            raise TunnelProxyError(new) from new[0]
+
+    # -- addresses and TLS -------------------------------------------------------------
+
+    def _require_ports(self) -> tuple[int, int | None]:
+        if self._ports is None:
+            raise RuntimeError("TunnelProxy is not running: start() it or use `with`")
+        return self._ports
+
+    def _require_tls_port(self) -> int:
+        port = self._require_ports()[1]
+        if port is None:
+            raise RuntimeError("this TunnelProxy was created with tls=False")
+        return port
+
+    @property
+    def port(self) -> int:
+        """Port of the plain ``ws://`` server."""
+        return self._require_ports()[0]
+
+    @property
+    def tls_port(self) -> int:
+        """Port of the ``wss://`` server."""
+        return self._require_tls_port()
+
+    @property
+    def endpoint(self) -> str:
+        """``ws://127.0.0.1:PORT``."""
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def tls_endpoint(self) -> str:
+        """``wss://localhost:PORT`` (the certificate is valid for localhost and 127.0.0.1)."""
+        return f"wss://localhost:{self.tls_port}"
+
+    @property
+    def host_port(self) -> str:
+        """``127.0.0.1:PORT`` of the TLS server, for the C++ local proxy's ``-e``.
+
+        localproxy: ``-e`` takes ``host[:port]`` only and always speaks TLS; it checks
+        the IP SAN for 127.0.0.1 (pass :attr:`ca_dir` as ``-c``).
+        """
+        return f"127.0.0.1:{self.tls_port}"
+
+    def url(self, mode: Mode, *, tls: bool = False) -> str:
+        """The full handshake URL: ``ws[s]://HOST:PORT/tunnel?local-proxy-mode=MODE``."""
+        base = self.tls_endpoint if tls else self.endpoint
+        return f"{base}/tunnel?local-proxy-mode={mode}"
+
+    def _require_files(self) -> TlsFiles:
+        self._require_tls_port()
+        assert self._files is not None
+        return self._files
+
+    @property
+    def ca_file(self) -> str:
+        """Path of the CA certificate (PEM), e.g. for ``SSL_CERT_FILE``."""
+        return self._require_files().ca_file
+
+    @property
+    def ca_dir(self) -> str:
+        """OpenSSL hashed directory holding the CA, for the C++ local proxy's ``-c``."""
+        return self._require_files().ca_dir
+
+    @property
+    def ca_pem(self) -> bytes:
+        """The CA certificate, PEM bytes."""
+        if self._tls is None:
+            raise RuntimeError("this TunnelProxy was created with tls=False")
+        return self._tls.ca_pem
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client ``SSLContext`` that trusts the proxy's CA (for ``wss://`` clients)."""
+        if self._tls is None:
+            raise RuntimeError("this TunnelProxy was created with tls=False")
+        if self._client_context is None:
+            self._client_context = self._tls.client_context()
+        return self._client_context
+
+    # -- events ------------------------------------------------------------------------
+
+    @property
+    def events(self) -> list[ProxyEvent]:
+        """The event log, oldest first (see :class:`ProxyEvent` for the kinds)."""
+        return self._events.snapshot()
+
+    @property
+    def last_seq(self) -> int:
+        """Sequence number of the latest event; pass it as ``after=`` to wait for newer."""
+        return self._events.last_seq
+
+    def clear_events(self) -> None:
+        """Forget the logged events."""
+        self._events.clear()
+
+    def messages(
+        self,
+        kind: Literal["received", "sent", "dropped"] = "received",
+        *,
+        tunnel: str | Tunnel | None = None,
+        mode: Mode | None = None,
+    ) -> list[TunnelMessage]:
+        """The messages of ``kind`` events, optionally of one tunnel and side."""
+        tunnel_id = None if tunnel is None else _tunnel_id(tunnel)
+        return [
+            e.message
+            for e in self._events.snapshot()
+            if e.kind == kind
+            and e.message is not None
+            and (tunnel_id is None or e.tunnel_id == tunnel_id)
+            and (mode is None or e.mode == mode)
+        ]
+
+    def wait_for(
+        self,
+        match: EventMatch,
+        timeout: float = 5.0,
+        *,
+        after: int = 0,
+        tunnel: str | Tunnel | None = None,
+        mode: Mode | None = None,
+        message_type: MessageType | None = None,
+        code: int | None = None,
+    ) -> ProxyEvent:
+        """Block until an event (``seq > after``) matches ``match`` and the filters.
+
+        ``match`` is an event kind such as ``"disconnected"`` or a predicate. Returns the
+        first such event, possibly one that happened already; raises ``TimeoutError``.
+        """
+        if self._loop is not None and not self._runner.running and _running_loop() is self._loop:
+            raise RuntimeError(
+                "wait_for() would block the proxy's own event loop: "
+                "use `await proxy.wait_for_async(...)`"
+            )
+        return self._events.wait_for(
+            match,
+            timeout,
+            after=after,
+            tunnel_id=None if tunnel is None else _tunnel_id(tunnel),
+            mode=mode,
+            message_type=message_type,
+            code=code,
+        )
+
+    async def wait_for_async(
+        self,
+        match: EventMatch,
+        timeout: float = 5.0,
+        *,
+        after: int = 0,
+        tunnel: str | Tunnel | None = None,
+        mode: Mode | None = None,
+        message_type: MessageType | None = None,
+        code: int | None = None,
+    ) -> ProxyEvent:
+        """Like :meth:`wait_for`, awaiting on the caller's event loop."""
+        return await self._events.wait_for_async(
+            match,
+            timeout,
+            after=after,
+            tunnel_id=None if tunnel is None else _tunnel_id(tunnel),
+            mode=mode,
+            message_type=message_type,
+            code=code,
+        )
+
+    # -- fault injection ---------------------------------------------------------------
+
+    def _on_loop(self, function: Callable[[ProxyCore], _T]) -> _T:
+        core, loop = self._core, self._loop
+        if core is None or loop is None:
+            raise RuntimeError("TunnelProxy is not running: start() it or use `with`")
+        if _running_loop() is loop:
+            return function(core)
+        result: concurrent.futures.Future[_T] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                result.set_result(function(core))
+            except BaseException as exc:
+                result.set_exception(exc)
+
+        loop.call_soon_threadsafe(run)
+        return result.result(timeout=10.0)
+
+    def drop_connection(self, tunnel: str | Tunnel, mode: Mode | None = None) -> int:
+        """Drop a side's connection (or both) without a close frame; return how many.
+
+        Raises ``LookupError`` if no such connection is open.
+        """
+        tunnel_id = _tunnel_id(tunnel)
+        return self._on_loop(lambda core: core.faults.drop(tunnel_id, mode))
+
+    def send_session_reset(self, tunnel: str | Tunnel, mode: Mode | None = None) -> int:
+        """Send SESSION_RESET to a side (or both), as on a service-side error."""
+        tunnel_id = _tunnel_id(tunnel)
+        return self._on_loop(
+            lambda core: core.faults.inject(
+                tunnel_id, mode, "session-reset", lambda _: [TunnelMessage.session_reset()]
+            )
+        )
+
+    def send_stream_reset(
+        self,
+        tunnel: str | Tunnel,
+        mode: Mode | None = None,
+        *,
+        stream_id: int | None = None,
+        service_id: str = "",
+    ) -> int:
+        """Send STREAM_RESET to a side (or both): for ``stream_id``, or every active stream."""
+        tunnel_id = _tunnel_id(tunnel)
+
+        def build(peer: Peer) -> list[TunnelMessage]:
+            if stream_id is None:
+                return peer.conn.stream_reset_messages()
+            return [TunnelMessage.stream_reset(stream_id, service_id)]
+
+        return self._on_loop(
+            lambda core: core.faults.inject(tunnel_id, mode, "stream-reset", build)
+        )
+
+    def set_delivery(
+        self, tunnel: str | Tunnel, delivery: Delivery | None, *, mode: Mode | None = None
+    ) -> None:
+        """Shape delivery to a tunnel's side (``mode``) or both; ``None`` restores default.
+
+        Applies to live connections and to later ones on that side.
+        """
+        tunnel_id = _tunnel_id(tunnel)
+        self._on_loop(lambda core: core.faults.set_delivery(tunnel_id, mode, delivery))
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _add_note(exc: BaseException, note: str) -> None:
+    add_note = getattr(exc, "add_note", None)  # Python 3.11+
+    if add_note is not None:
+        add_note(note)
