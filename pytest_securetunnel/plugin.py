@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Generator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_securetunnel.mock import mock_securetunneling
 from pytest_securetunnel.report import format_calls
 from pytest_securetunnel.service import Quotas, SecureTunnelFake
+
+if TYPE_CHECKING:
+    from pytest_securetunnel.proxy import TunnelProxy
 
 _FAKE_KEY = pytest.StashKey[SecureTunnelFake]()
 
@@ -97,6 +100,19 @@ def securetunnel_client(securetunnel: SecureTunnelFake) -> Any:
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
+
+
+@pytest.fixture
+def securetunnel_proxy(securetunnel: SecureTunnelFake) -> Iterator[TunnelProxy]:
+    """A running :class:`TunnelProxy` (``ws://`` and ``wss://`` on 127.0.0.1) for the fake.
+
+    It runs on its own event-loop thread and is stopped after the test; an error inside
+    the proxy fails the test at teardown.
+    """
+    from pytest_securetunnel.proxy import TunnelProxy
+
+    with TunnelProxy(securetunnel) as proxy:
+        yield proxy
 
 
 @pytest.hookimpl(wrapper=True)

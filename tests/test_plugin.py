@@ -132,3 +132,29 @@ def test_http_option_routes_through_the_http_path(pytester: pytest.Pytester) -> 
         """
     )
     pytester.runpytest("-p", "no:cacheprovider", "--securetunnel-http").assert_outcomes(passed=1)
+
+
+def test_proxy_fixture_serves_the_fake_and_leaves_no_thread(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import threading
+
+        from pytest_securetunnel import SyncTunnelClient
+
+        def test_connects(securetunnel, securetunnel_client, securetunnel_proxy):
+            opened = securetunnel_client.open_tunnel(destinationConfig={"services": ["SSH"]})
+            client = SyncTunnelClient.connect(
+                securetunnel_proxy.endpoint, opened["sourceAccessToken"], "source"
+            )
+            try:
+                assert list(client.service_ids) == ["SSH"]
+                described = securetunnel_client.describe_tunnel(tunnelId=opened["tunnelId"])
+                assert described["tunnel"]["sourceConnectionState"]["status"] == "CONNECTED"
+            finally:
+                client.close()
+
+        def test_no_proxy_thread_left():
+            assert [t.name for t in threading.enumerate() if "proxy" in t.name] == []
+        """
+    )
+    pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly").assert_outcomes(passed=2)

@@ -8,6 +8,7 @@ out. The botocore hooks and the HTTP server both call it.
 from __future__ import annotations
 
 import base64
+import collections
 import json
 import random
 import secrets
@@ -124,6 +125,7 @@ class SecureTunnelFake:
         self.calls: list[CallRecord] = []
         self._lock = threading.RLock()
         self._listeners: list[Listener] = []
+        self._outbox: collections.deque[Notification] = collections.deque()
         self._init_state()
 
     def _init_state(self) -> None:
@@ -376,7 +378,18 @@ class SecureTunnelFake:
                     "not an answer AWS would give; please report it."
                 ) from exc
         record.ok(result)
+        self._deliver()
         return result
+
+    def _deliver(self) -> None:
+        """Call notification subscribers, outside the lock: a subscriber (a device agent)
+        may connect to the data plane, which needs the fake."""
+        while self._outbox:
+            try:
+                notification = self._outbox.popleft()
+            except IndexError:
+                return
+            self.notifications.deliver(notification)
 
     # -- helpers used by the operations ------------------------------------------
 
@@ -437,7 +450,7 @@ class SecureTunnelFake:
             "region": tunnel.region,
             "services": list(services),
         }
-        self.notifications.publish(
+        self._outbox.append(
             Notification(
                 topic=notify_topic(thing_name),
                 payload=payload,
@@ -449,6 +462,7 @@ class SecureTunnelFake:
                 reason=reason,
             )
         )
+        self.notifications.record(self._outbox[-1])
 
     def _check_services(self, config: dict[str, Any]) -> None:
         services = config["services"]

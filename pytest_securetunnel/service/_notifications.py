@@ -67,12 +67,21 @@ class Notifications(Sequence[Notification]):
 
     def publish(self, notification: Notification) -> None:
         """Record ``notification`` and hand it to matching subscribers."""
+        self.record(notification)
+        self.deliver(notification)
+
+    def record(self, notification: Notification) -> None:
+        """Record ``notification`` and wake :meth:`wait` (subscribers are not called)."""
         with self._cond:
             self._items.append(notification)
+            self._cond.notify_all()
+
+    def deliver(self, notification: Notification) -> None:
+        """Hand a recorded ``notification`` to the matching subscribers, in order."""
+        with self._cond:
             subscribers = [
                 fn for thing, fn in self._subscribers if thing in (None, notification.thing_name)
             ]
-            self._cond.notify_all()
         for fn in subscribers:
             fn(notification)
 

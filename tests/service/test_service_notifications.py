@@ -229,3 +229,28 @@ def test_reset_clears_notifications_but_keeps_subscribers() -> None:
         client.open_tunnel(destinationConfig={"thingName": "b", "services": ["SSH"]})
     assert [n.thing_name for n in seen] == ["a", "b"]
     assert [n.thing_name for n in fake.notifications] == ["b"]
+
+
+def test_subscribers_run_outside_the_fake_lock_so_they_may_use_the_fake_from_a_thread() -> None:
+    # A device agent's callback connects to the data plane, which asks the fake from
+    # another thread; calling subscribers under the fake's lock would deadlock.
+    from pytest_securetunnel import SecureTunnelFake
+
+    fake = SecureTunnelFake(seed=1)
+    seen: list[str] = []
+
+    def agent(notification: Any) -> None:
+        worker = threading.Thread(
+            target=lambda: seen.append(
+                fake.call("DescribeTunnel", {"tunnelId": notification.tunnel_id})["tunnel"][
+                    "status"
+                ]
+            )
+        )
+        worker.start()
+        worker.join(timeout=5)
+        assert not worker.is_alive(), "the subscriber could not use the fake"
+
+    fake.notifications.subscribe(agent)
+    fake.call("OpenTunnel", {"destinationConfig": {"thingName": "t", "services": ["SSH"]}})
+    assert seen == ["OPEN"]
