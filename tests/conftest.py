@@ -1,8 +1,16 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 pytest_plugins = ["pytester"]
+
+# The suite runs on two busy cores (xdist); data generation may be slow there, which
+# says nothing about the code under test.
+settings.register_profile(
+    "securetunnel-suite", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("securetunnel-suite")
 
 
 @pytest.fixture
