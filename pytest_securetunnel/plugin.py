@@ -9,7 +9,7 @@ import pytest
 
 from pytest_securetunnel.mock import mock_securetunneling
 from pytest_securetunnel.report import format_calls
-from pytest_securetunnel.service import Quotas, SecureTunnelFake
+from pytest_securetunnel.service import Clock, Quotas, SecureTunnelFake
 
 if TYPE_CHECKING:
     from pytest_securetunnel.proxy import TunnelProxy
@@ -100,6 +100,16 @@ def securetunnel_client(securetunnel: SecureTunnelFake) -> Any:
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
+
+
+@pytest.fixture
+def securetunnel_clock(securetunnel: SecureTunnelFake) -> Clock:
+    """The fake's clock: ``advance(minutes=..., seconds=...)``, ``now()``, ``set(...)``.
+
+    It reads the wall clock, so freezegun, pytest-freezer and time-machine move it too;
+    moving it applies expiry at once (live connections of expired tunnels are closed).
+    """
+    return securetunnel.clock
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from pytest_securetunnel._realtime import new_event_loop
+
 __all__ = ["LoopThread"]
 
 _T = TypeVar("_T")
@@ -22,8 +24,8 @@ class LoopThread:
     """
 
     def __init__(self, name: str) -> None:
-        """Start the thread and its loop."""
-        self._loop = asyncio.new_event_loop()
+        """Start the thread and its loop (on real monotonic time, even under freezegun)."""
+        self._loop = new_event_loop()
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._thread.start()
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as _dt
 import threading
 import time
+import weakref
+from collections.abc import Callable
 
 
 class Clock:
@@ -26,6 +28,19 @@ class Clock:
     def __init__(self) -> None:
         self._offset = 0.0
         self._lock = threading.Lock()
+        self._observers: list[weakref.WeakMethod[Callable[[], None]]] = []
+
+    def subscribe(self, method: Callable[[], None]) -> None:
+        """Call the bound ``method`` after each :meth:`advance` or :meth:`set` (held weakly)."""
+        self._observers.append(weakref.WeakMethod(method))
+
+    def _moved(self) -> None:
+        for ref in list(self._observers):
+            method = ref()
+            if method is None:
+                self._observers.remove(ref)
+            else:
+                method()
 
     def time(self) -> float:
         """Seconds since the epoch, as the fake sees them."""
@@ -42,6 +57,7 @@ class Clock:
             raise ValueError(f"Clock.advance() moves time forward only; got {delta} seconds")
         with self._lock:
             self._offset += delta
+        self._moved()
 
     def set(self, when: _dt.datetime | float) -> None:
         """Make the fake's time read ``when`` (an aware ``datetime`` or epoch seconds)."""
@@ -55,6 +71,7 @@ class Clock:
             target = float(when)
         with self._lock:
             self._offset = target - time.time()
+        self._moved()
 
     def reset(self) -> None:
         """Follow the wall clock again, with no offset."""

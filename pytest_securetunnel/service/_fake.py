@@ -126,6 +126,8 @@ class SecureTunnelFake:
         self._lock = threading.RLock()
         self._listeners: list[Listener] = []
         self._outbox: collections.deque[Notification] = collections.deque()
+        # Moving the clock applies expiry at once (listeners close live connections).
+        self.clock.subscribe(self.check_deadlines)
         self._init_state()
 
     def _init_state(self) -> None:
