@@ -12,22 +12,13 @@ import collections
 import contextlib
 import dataclasses
 import threading
-import time
 from collections.abc import Callable
 from typing import Final, Literal
 
+from pytest_securetunnel._realtime import real_monotonic
 from pytest_securetunnel.protocol import MessageType, TunnelMessage
 
-__all__ = ["EventKind", "EventLog", "EventMatch", "ProxyEvent", "real_monotonic"]
-
-
-def real_monotonic(_clock: Callable[[], float] = time.monotonic) -> float:
-    """The real monotonic clock, even while ``freezegun`` freezes time.
-
-    Captured as a default argument at import: freezegun replaces module attributes that
-    hold time functions, but not default arguments.
-    """
-    return _clock()
+__all__ = ["EventKind", "EventLog", "EventMatch", "ProxyEvent"]
 
 
 EventKind = Literal[

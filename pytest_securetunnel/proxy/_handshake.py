@@ -38,10 +38,9 @@ from websockets.exceptions import InvalidHeader
 from websockets.headers import parse_subprotocol
 from websockets.http11 import Request, Response
 
+from pytest_securetunnel._realtime import real_monotonic
 from pytest_securetunnel.protocol import SUBPROTOCOLS
 from pytest_securetunnel.service import Refusal
-
-from ._events import real_monotonic
 
 __all__ = [
     "MAX_REQUEST_SIZE",

@@ -111,6 +111,8 @@ class Peer:
         self.access_token = access_token
         self.delivery = delivery
         self.closing = False
+        #: Set once the client broke a protocol rule: nothing more of it is processed.
+        self.failed = False
         self._events = events
         self._on_error = on_error
         self._queue: collections.deque[_Item] = collections.deque()

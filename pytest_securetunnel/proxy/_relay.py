@@ -133,13 +133,17 @@ class TunnelRelay:
     def on_data(self, peer: Peer, data: bytes) -> None:
         """Validate and relay one binary WebSocket message from ``peer``."""
         conn = peer.conn
+        if peer.failed:
+            return  # it broke a rule: nothing more is processed
         try:
             size = len(data)
-            # protocol: TunnelConnection has no public accessor for its partial frame yet.
+            # protocol: TunnelConnection has no public accessor for a partial frame yet.
             if size >= 2 and (data[0] << 8 | data[1]) == size - 2 and not conn._decoder.buffered:
-                # The usual case, one whole frame: the steps of TunnelConnection.receive_data
-                # without its buffer, and the frame is forwarded unchanged.
-                message = decode_message(data[LENGTH_PREFIX_SIZE:])
+                # The usual case, one whole frame: TunnelConnection.receive_data's steps
+                # without its buffer, and the frame is forwarded unchanged. The body is a
+                # view, not a 64 KB copy (protobuf parses any buffer; the hint says bytes).
+                body = cast(bytes, memoryview(data)[LENGTH_PREFIX_SIZE:])
+                message = decode_message(body)
                 validate_message(message, conn.context)
                 conn.streams.apply(message, from_client=True)
                 self._forward(peer, message, data)
@@ -183,6 +187,7 @@ class TunnelRelay:
             )
 
     def _violation(self, peer: Peer, exc: ProtocolError) -> None:
+        peer.failed = True
         peer.ws.sink = _ignore
         self.owner.events.record(
             "violation",

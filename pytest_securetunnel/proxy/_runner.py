@@ -13,16 +13,9 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from ._events import real_monotonic
+from pytest_securetunnel._realtime import RealTimeEventLoop
 
 __all__ = ["LoopThread"]
-
-
-class _RealTimeLoop(asyncio.SelectorEventLoop):
-    """An event loop whose timers use the real monotonic clock, even under freezegun."""
-
-    def time(self) -> float:
-        return real_monotonic()
 
 
 Step = Callable[[], Coroutine[Any, Any, None]]
@@ -72,7 +65,7 @@ class LoopThread:
         self._thread = None
 
     def _main(self, open_: Step, close: Step, ready: concurrent.futures.Future[None]) -> None:
-        loop = _RealTimeLoop()
+        loop = RealTimeEventLoop()
         loop.set_exception_handler(self._exception)
         self.loop = loop
         try:

@@ -120,7 +120,7 @@ def test_stop_leaves_no_threads_or_sockets_and_is_fast(fake: SecureTunnelFake) -
     client.close()
     assert set(threading.enumerate()) == threads
     assert _open_sockets() == sockets
-    assert start_s < 0.5 and stop_s < 0.5, (start_s, stop_s)  # milliseconds in practice
+    assert start_s < 1 and stop_s < 1, (start_s, stop_s)  # milliseconds; 0.2 s grace here
     assert proxy.wait_for("disconnected").code == 1001
     assert describe(fake, opened["tunnelId"])["sourceConnectionState"]["status"] == "DISCONNECTED"
 
@@ -193,3 +193,14 @@ def test_runs_under_frozen_time(fake: SecureTunnelFake) -> None:
         assert client.next_frame().data  # SERVICE_IDS, after the real-time delay
         client.close()
         proxy.wait_for("disconnected", timeout=5)
+
+
+async def test_sync_with_inside_a_running_loop(fake: SecureTunnelFake) -> None:
+    # As in a notebook or a pytest-asyncio test: the proxy runs on its own thread's loop.
+    opened = open_tunnel(fake)
+    with TunnelProxy(fake, tls=False) as proxy:
+        src, dst = await connect_pair(proxy, opened)
+        await start_stream(src, dst)
+        await asyncio.gather(src.close(), dst.close())
+        await proxy.wait_for_async("disconnected", mode="source")
+    assert not [t for t in threading.enumerate() if t.name == "securetunnel-proxy"]
