@@ -144,11 +144,17 @@ class SecureTunnelFake:
     # -- inspection ---------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget all tunnels, tokens, calls and notifications; keep seed, quotas, clock."""
+        """Forget all tunnels, tokens, calls and notifications; keep seed, quotas, clock.
+
+        Listeners hear ``deleted`` for every tunnel, so the proxy drops their connections.
+        """
         with self._lock:
+            forgotten = [t for b in self._backends.values() for t in b.tunnels.values()]
             self._init_state()
             self.calls.clear()
             self.notifications.clear()
+            for tunnel in forgotten:
+                self._emit("deleted", tunnel, None)
 
     def backend(self, account_id: str | None = None, region: str | None = None) -> Backend:
         """The state of one account in one region (created on first use)."""

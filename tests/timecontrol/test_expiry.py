@@ -221,3 +221,14 @@ async def test_async_test_sees_expiry_under_frozen_time(library: str) -> None:
                     controller.shift(dt.timedelta(minutes=1))
                 await source.wait_closed()  # woken by the close frame, not by a timer
                 assert (source.close_code, source.close_reason) == (1000, EXPIRED_REASON)
+
+
+def test_reset_drops_live_connections(
+    securetunnel: SecureTunnelFake, securetunnel_client: Any, pair: Any
+) -> None:
+    _, source, destination = pair()
+    securetunnel.reset()
+    for client in (source, destination):
+        client.wait_closed(timeout=2)
+        assert (client.close_code, client.close_reason) == (1000, "Tunnel deleted")
+    assert securetunnel_client.list_tunnels()["tunnelSummaries"] == []
