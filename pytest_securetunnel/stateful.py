@@ -72,6 +72,14 @@ class ModelTunnel:
     closed_at: float | None = None
     deleted: bool = False
     revoked: list[str] = field(default_factory=list)
+    #: Tokens a handshake has used: single-use without a client token (V3 guide).
+    used: set[str] = field(default_factory=set)
+    #: The live data-plane client of each side (``"source"``, ``"destination"``).
+    live: dict[str, Any] = field(default_factory=dict)
+
+    def token(self, mode: str) -> str:
+        """The current access token of ``mode``."""
+        return self.source_token if mode == "source" else self.destination_token
 
     def ended_at(self, now: float) -> float | None:
         """When the tunnel became CLOSED (closed or expired), or ``None``."""
@@ -145,14 +153,21 @@ class TunnelLifecycle(RuleBasedStateMachine):
     quotas: ClassVar[Quotas] = Quotas(open_tunnels=4, services_per_tunnel=3, tags_per_tunnel=4)
     #: The region the client calls.
     region: ClassVar[str] = "us-east-1"
+    #: Whether to run the data-plane rules (connect, disconnect, send) through a proxy.
+    data_plane: ClassVar[bool] = True
 
     def __init__(self) -> None:
         super().__init__()
         self.fake = self.make_fake()
         self.client = self.make_client()
         self._detach: Callable[[], None] | None = None
+        self.proxy: Any = None
         if self.fake is not None:
             self._detach = attach(self.client, self.fake).detach
+            if self.data_plane:
+                from pytest_securetunnel.proxy import TunnelProxy
+
+                self.proxy = TunnelProxy(self.fake, tls=False).start()
         self.model = ReferenceModel(quotas=self.quotas)
 
     # -- environment (override or inject with make_machine) ---------------------------
@@ -181,7 +196,13 @@ class TunnelLifecycle(RuleBasedStateMachine):
         return time.time()
 
     def teardown(self) -> None:
-        """Detach the fake from the client."""
+        """Close data-plane clients, stop the proxy, detach the fake from the client."""
+        for tunnel in self.model.tunnels:
+            for client in tunnel.live.values():
+                client.close()
+            tunnel.live.clear()
+        if self.proxy is not None:
+            self.proxy.stop()
         if self._detach is not None:
             self._detach()
 
@@ -325,9 +346,11 @@ class TunnelLifecycle(RuleBasedStateMachine):
         if "sourceAccessToken" in result:
             tunnel.revoked.append(tunnel.source_token)
             tunnel.source_token = result["sourceAccessToken"]
+            self._expect_dropped(tunnel, ["source"], 1008)
         if "destinationAccessToken" in result:
             tunnel.revoked.append(tunnel.destination_token)
             tunnel.destination_token = result["destinationAccessToken"]
+            self._expect_dropped(tunnel, ["destination"], 1008)
 
     @rule(tunnel_id=tunnels, delete=st.booleans())
     def close_tunnel(self, tunnel_id: str, delete: bool) -> None:
@@ -343,6 +366,7 @@ class TunnelLifecycle(RuleBasedStateMachine):
             if tunnel.ended_at(now) is None:
                 tunnel.closed_at = now
             tunnel.deleted = tunnel.deleted or delete
+            self._expect_dropped(tunnel, list(tunnel.live), 1000)
 
     @rule(tunnel_id=tunnels, tags=tag_lists)
     def tag_resource(self, tunnel_id: str, tags: list[dict[str, str]]) -> None:
@@ -375,13 +399,102 @@ class TunnelLifecycle(RuleBasedStateMachine):
         if expect is None:
             assert result["tags"] == _describe(tunnel.tags)
 
-    @precondition(lambda self: self.fake is not None)
+    @precondition(lambda self: self.fake is not None and self.model.tunnels)
     @rule(minutes=st.sampled_from([0.5, 1, 29, 60, 200, 720]))
     def advance_clock(self, minutes: float) -> None:
         """Move the service's time forward: tunnels expire, closed ones disappear."""
         note(f"fake.clock.advance(minutes={minutes})")
         assert self.fake is not None
         self.fake.clock.advance(minutes=minutes)
+        for tunnel in self.model.tunnels:
+            if tunnel.live and tunnel.status(self.now()) == "CLOSED":
+                self._expect_dropped(tunnel, list(tunnel.live), 1000)
+
+    # -- data plane -----------------------------------------------------------------
+
+    def _expect_dropped(self, tunnel: ModelTunnel, modes: list[str], code: int) -> None:
+        """The proxy must close these sides' live connections with ``code``."""
+        for mode in modes:
+            client = tunnel.live.pop(mode, None)
+            if client is None:
+                continue
+            try:
+                client.wait_closed(timeout=2)
+            except TimeoutError:
+                client.close()
+                raise AssertionError(
+                    f"the {mode} connection of tunnel {tunnel.tunnel_id} is still up, but "
+                    f"the model expects the proxy to close it with {code}"
+                ) from None
+            assert client.close_code == code, (
+                f"the {mode} connection of tunnel {tunnel.tunnel_id} was closed with "
+                f"{client.close_code} {client.close_reason!r}; the model expects {code}"
+            )
+            self._await_disconnect(client)
+
+    def _await_disconnect(self, client: Any) -> None:
+        """Wait until the proxy has finished with ``client``'s connection."""
+        channel = client.channel_id
+        self.proxy.wait_for(
+            lambda event: event.kind == "disconnected" and event.channel_id == channel, timeout=5
+        )
+
+    @precondition(lambda self: self.proxy is not None)
+    @rule(tunnel_id=tunnels, mode=st.sampled_from(["source", "destination"]))
+    def connect(self, tunnel_id: str, mode: str) -> None:
+        """A handshake succeeds only with an unused, unrevoked token of an OPEN tunnel."""
+        from pytest_securetunnel.client import HandshakeRefused, SyncTunnelClient
+
+        tunnel = self.model.find(tunnel_id)
+        token = tunnel.token(mode)
+        now = self.now()
+        refused = not tunnel.visible(now) or tunnel.status(now) == "CLOSED" or token in tunnel.used
+        note(f"connect {mode} of {tunnel_id} with its current token")
+        try:
+            client = SyncTunnelClient.connect(self.proxy.endpoint, token, mode)
+        except HandshakeRefused as error:
+            assert refused, f"the {mode} handshake was refused ({error.body}); the model expects it"
+            assert error.status == 400
+            return
+        if refused:
+            client.close()
+            raise AssertionError(f"the {mode} handshake succeeded; the model expects a refusal")
+        tunnel.used.add(token)
+        assert client.service_ids is not None and list(client.service_ids) == tunnel.services
+        if mode in tunnel.live:  # decisions.md: a new connection replaces the old one
+            self._expect_dropped(tunnel, [mode], 1008)
+        tunnel.live[mode] = client
+
+    @precondition(lambda self: self.proxy is not None)
+    @rule(tunnel_id=tunnels)
+    def connect_both_sides(self, tunnel_id: str) -> None:
+        """Connect the source, then the destination, as a session does."""
+        self.connect(tunnel_id, "source")
+        self.connect(tunnel_id, "destination")
+
+    @precondition(lambda self: any(t.live for t in self.model.tunnels))
+    @rule(data=st.data())
+    def disconnect(self, data: st.DataObject) -> None:
+        """A client closes its connection; its side reads DISCONNECTED."""
+        tunnel = data.draw(st.sampled_from([t for t in self.model.tunnels if t.live]))
+        mode = data.draw(st.sampled_from(sorted(tunnel.live)))
+        note(f"disconnect {mode} of {tunnel.tunnel_id}")
+        client = tunnel.live.pop(mode)
+        client.close()
+        self._await_disconnect(client)
+
+    @precondition(lambda self: any(len(t.live) == 2 for t in self.model.tunnels))
+    @rule(data=st.data(), payload=st.binary(min_size=1, max_size=64))
+    def send_data(self, data: st.DataObject, payload: bytes) -> None:
+        """Data from the source reaches the destination of the same tunnel, unchanged."""
+        tunnel = data.draw(st.sampled_from([t for t in self.model.tunnels if len(t.live) == 2]))
+        service = tunnel.services[0]
+        note(f"send {payload!r} on {service} of {tunnel.tunnel_id}")
+        source, destination = tunnel.live["source"], tunnel.live["destination"]
+        stream = source.start_stream(service)
+        source.send(payload, stream_id=stream, service_id=service)
+        received = destination.receive_data(service, timeout=5)
+        assert received == payload, f"sent {payload!r}, the destination received {received!r}"
 
     # -- invariants -----------------------------------------------------------------
 
@@ -395,6 +508,33 @@ class TunnelLifecycle(RuleBasedStateMachine):
                 record = self.fake.token(token)
                 assert record is not None and record.revoked, (
                     f"a token of tunnel {tunnel.tunnel_id} replaced by rotation is still valid"
+                )
+
+    @invariant()
+    def listing_is_newest_first(self) -> None:
+        """ListTunnels (one page) shows the visible tunnels, newest first."""
+        listed = [s["tunnelId"] for s in self.client.list_tunnels()["tunnelSummaries"]]
+        known = {t.tunnel_id for t in self.model.tunnels}
+        expected = self.model.listed(self.now(), None)
+        assert [i for i in listed if i in known] == expected, (
+            f"ListTunnels returned {listed}, the model expects {expected} (newest first)"
+        )
+
+    @invariant()
+    def connection_states_follow_the_data_plane(self) -> None:
+        """Each side reads CONNECTED exactly while the model holds a live connection."""
+        if self.fake is None:
+            return
+        now = self.now()
+        for tunnel in self.model.tunnels:
+            if not tunnel.visible(now):
+                continue
+            shown = self.fake.tunnel(tunnel.tunnel_id).describe(now)
+            for mode in ("source", "destination"):
+                state = shown[f"{mode}ConnectionState"]["status"]
+                expected = "CONNECTED" if mode in tunnel.live else "DISCONNECTED"
+                assert state == expected, (
+                    f"tunnel {tunnel.tunnel_id} {mode} reads {state}, the model says {expected}"
                 )
 
     @invariant()
@@ -418,11 +558,13 @@ def make_machine(
     base: type[TunnelLifecycle] = TunnelLifecycle,
     quotas: Quotas | None = None,
     region: str | None = None,
+    data_plane: bool | None = None,
 ) -> type[TunnelLifecycle]:
     """A :class:`TunnelLifecycle` subclass wired to the given client and fake.
 
     ``fake_factory=lambda: None`` with a ``client_factory`` for a real account checks a
-    live service (the clock rule and fake-only invariants then stay off).
+    live service (the clock rule, the data-plane rules and the fake-only invariants then
+    stay off). ``data_plane=False`` leaves out the proxy and its rules.
     """
     namespace: dict[str, Any] = {}
     if client_factory is not None:
@@ -433,6 +575,8 @@ def make_machine(
         namespace["quotas"] = quotas
     if region is not None:
         namespace["region"] = region
+    if data_plane is not None:
+        namespace["data_plane"] = data_plane
     return type(base.__name__, (base,), namespace)
 
 

@@ -61,14 +61,14 @@ def test_planted_bug_list_sorts_oldest_first(monkeypatch: pytest.MonkeyPatch) ->
 def test_shrunk_failure_prints_pasteable_boto3_calls(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Backend, "newest_first", lambda self: iter(list(self.tunnels.values())))
     with pytest.raises(AssertionError) as info:
-        run_machine(derandomize=True, database=None)
+        run_machine(make_machine(data_plane=False), derandomize=True, database=None)
     printed = "\n".join(getattr(info.value, "__notes__", []))
     calls = [line for line in printed.splitlines() if line.startswith("client.")]
-    assert calls[:3] == [
+    assert calls == [
         "client.open_tunnel(destinationConfig={'services': ['SSH']})",
         "client.open_tunnel(destinationConfig={'services': ['SSH']})",
-        "client.list_tunnels(maxResults=1)",
     ]
+    assert "state.listing_is_newest_first()" in printed
 
 
 def test_planted_bug_tag_limit_off_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -105,3 +105,31 @@ def test_make_machine_injects_the_fake_and_client() -> None:
     run_machine(machine, max_examples=5, steps=10, database=None)
     assert fakes and all(isinstance(f, SecureTunnelFake) for f in fakes)
     assert any(f.calls for f in fakes)
+
+
+def test_planted_bug_close_leaves_the_connection_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_securetunnel import SecureTunnelFake
+
+    original = SecureTunnelFake._emit
+
+    def forgetful(self: Any, event: str, tunnel: Any, mode: Any) -> None:
+        if event != "closed" or tunnel.closed_at is None:  # expiry still closes
+            original(self, event, tunnel, mode)
+
+    monkeypatch.setattr(SecureTunnelFake, "_emit", forgetful)
+    assert "is still up" in assert_caught()
+
+
+def test_planted_bug_used_token_accepted_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_securetunnel import SecureTunnelFake
+
+    original = SecureTunnelFake.authorize_connection
+
+    def reusable(self: Any, token: str, mode: str, client_token: str | None = None) -> Any:
+        record = self.token(token)
+        if record is not None:
+            record.used = False
+        return original(self, token, mode, client_token)
+
+    monkeypatch.setattr(SecureTunnelFake, "authorize_connection", reusable)
+    assert "the model expects a refusal" in assert_caught()
