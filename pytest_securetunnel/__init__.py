@@ -11,6 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from pytest_securetunnel.mock import Attachment, MockSecureTunneling, attach, mock_securetunneling
+from pytest_securetunnel.server import SecureTunnelServer
 from pytest_securetunnel.service import (
     CallRecord,
     Clock,
@@ -62,6 +63,7 @@ __all__ = [
     "Notification",
     "Quotas",
     "SecureTunnelFake",
+    "SecureTunnelServer",
     "SecureTunnelStubber",
     "SyncEchoPeer",
     "SyncLocalProxy",

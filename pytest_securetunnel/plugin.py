@@ -7,14 +7,34 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_securetunnel.contract import plugin as _contract
+from pytest_securetunnel.contract.plugin import (
+    securetunnel_contract,
+    securetunnel_contract_client,
+    securetunnel_data_endpoint,
+)
 from pytest_securetunnel.mock import mock_securetunneling
 from pytest_securetunnel.report import format_calls
+from pytest_securetunnel.server import securetunnel_server as _securetunnel_server
 from pytest_securetunnel.service import Clock, Quotas, SecureTunnelFake
 
 if TYPE_CHECKING:
     from pytest_securetunnel.proxy import TunnelProxy
 
+__all__ = [
+    "securetunnel",
+    "securetunnel_client",
+    "securetunnel_clock",
+    "securetunnel_contract",
+    "securetunnel_contract_client",
+    "securetunnel_data_endpoint",
+    "securetunnel_proxy",
+    "securetunnel_server",
+]
+
 _FAKE_KEY = pytest.StashKey[SecureTunnelFake]()
+
+securetunnel_server = pytest.fixture(_securetunnel_server)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -31,6 +51,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="Route calls through botocore's whole HTTP path (signing, retries); slower.",
     )
+    _contract.pytest_addoption(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -41,9 +62,10 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers",
-        "securetunnel_contract: a contract test that runs against the fake by default "
-        "and against AWS in live mode.",
+        "securetunnel_server(**options): SecureTunnelServer options for the "
+        "securetunnel_server fixture.",
     )
+    _contract.pytest_configure(config)
 
 
 @pytest.fixture

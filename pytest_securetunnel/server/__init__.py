@@ -1,0 +1,27 @@
+"""The fake as a real local service: AWS JSON 1.1 over HTTP plus the WebSocket data plane.
+
+- :class:`SecureTunnelServer`: start/stop or ``with``; :attr:`~SecureTunnelServer.endpoint_url`
+  for boto3, the AWS CLI and other SDKs; :attr:`~SecureTunnelServer.data_endpoint` for
+  tunnel clients; an admin JSON API under ``/_securetunnel/`` for tests in other languages.
+- :func:`securetunnel_server`: the pytest fixture function.
+- :func:`main`: ``python -m pytest_securetunnel serve`` (and ``securetunnel-server``).
+"""
+
+from ._admin import ADMIN_PREFIX
+from ._cli import main, server_main
+from ._server import (
+    RequestRecord,
+    SecureTunnelServer,
+    SecureTunnelServerError,
+    securetunnel_server,
+)
+
+__all__ = [
+    "ADMIN_PREFIX",
+    "RequestRecord",
+    "SecureTunnelServer",
+    "SecureTunnelServerError",
+    "main",
+    "securetunnel_server",
+    "server_main",
+]

@@ -1,0 +1,459 @@
+"""``SecureTunnelServer``: the fake as a real service on loopback (control + data plane)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from pytest_securetunnel._realtime import real_monotonic
+from pytest_securetunnel._sigv4 import sigv4_scope
+from pytest_securetunnel.service import FakeInternalError, SecureTunnelFake, WireResponse
+from pytest_securetunnel.service._model import operation_names, target_prefix
+
+from ._admin import ADMIN_PREFIX, Admin, AdminError
+from ._auth import MAX_SKEW_SECONDS, AuthError, parse_access_key, verify
+from ._dataplane import DataPlane, start_data_plane
+from ._http import HttpServer
+
+if TYPE_CHECKING:
+    import pytest
+
+__all__ = ["RequestRecord", "SecureTunnelServer", "SecureTunnelServerError", "securetunnel_server"]
+
+logger = logging.getLogger("pytest_securetunnel.server")
+
+_JSON = "application/x-amz-json-1.1"
+
+
+class SecureTunnelServerError(Exception):
+    """Errors that happened inside the server's threads (bugs), re-raised by ``check()``."""
+
+    def __init__(self, errors: list[BaseException]) -> None:
+        self.errors = list(errors)
+        listed = "\n".join(f"  {type(e).__name__}: {e}" for e in self.errors)
+        super().__init__(
+            f"{len(self.errors)} unexpected error(s) inside pytest-securetunnel's server "
+            f"(a bug: please report it):\n{listed}"
+        )
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request the server answered, as its log line shows it."""
+
+    operation: str
+    status: int
+    error_code: str | None
+    duration_ms: float
+    access_key: str | None
+    region: str | None
+
+    def log_line(self) -> str:
+        """``OPERATION STATUS ERROR_CODE|- MILLISECONDSms``."""
+        return f"{self.operation} {self.status} {self.error_code or '-'} {self.duration_ms:.1f}ms"
+
+
+def _deny_name(entry: str) -> str:
+    name = entry.split(":", 1)[1] if entry.startswith("iot:") else entry
+    if name not in operation_names():
+        raise ValueError(
+            f"deny entry {entry!r} is not an operation of the service; use one of "
+            f"{', '.join(operation_names())} (optionally prefixed with 'iot:')"
+        )
+    return name
+
+
+def _error(code: str, message: str, status: int) -> tuple[int, dict[str, str], bytes]:
+    body = json.dumps({"__type": code, "message": message}).encode()
+    return status, {"Content-Type": _JSON, "x-amzn-ErrorType": code}, body
+
+
+class SecureTunnelServer:
+    """The fake served over real sockets: AWS JSON 1.1 over HTTP, plus the data plane.
+
+    ``with SecureTunnelServer() as server:`` listens on an ephemeral port of 127.0.0.1
+    (:attr:`endpoint_url`) and runs a :class:`~pytest_securetunnel.proxy.TunnelProxy` on
+    the same fake (:attr:`data_endpoint`, :attr:`data_tls_endpoint`). Point boto3
+    (``endpoint_url=``), the AWS CLI (``--endpoint-url``) or any SDK at it.
+
+    Args:
+        fake: The fake to serve; pass the in-process one to share its state. A new
+            :class:`SecureTunnelFake` (built from ``fake_options``) otherwise.
+        host: Address to bind the control plane to; loopback unless you choose otherwise.
+        port: Control-plane port; 0 picks a free one.
+        data_plane: Also run the WebSocket data plane.
+        tls: Serve the data plane on ``wss://`` too (a trustme certificate).
+        data_port: Port of the data plane's ``ws://`` server (0: ephemeral).
+        data_tls_port: Port of the data plane's ``wss://`` server (0: ephemeral).
+        access_keys: If given, only requests signed (SigV4) with one of these keys are
+            answered. A mapping ``{access_key: secret}`` or strings
+            ``"AKID:SECRET"`` / ``"AKID:SECRET:ACCOUNT_ID"`` (the key then acts for that
+            account).
+        deny: Operations (``"CloseTunnel"`` or ``"iot:CloseTunnel"``) answered with
+            ``AccessDeniedException``, as for a caller without that IAM permission.
+        log: Called with one line per request (operation, status, error code, ms); the
+            ``pytest_securetunnel.server`` logger gets the same lines at INFO level.
+        max_skew: Seconds a signed request's ``X-Amz-Date`` may differ from now.
+        fake_options: ``seed``, ``clock``, ``quotas``, ``default_account_id``,
+            ``default_region`` for a new fake.
+    """
+
+    def __init__(
+        self,
+        fake: SecureTunnelFake | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        data_plane: bool = True,
+        tls: bool = True,
+        data_port: int = 0,
+        data_tls_port: int = 0,
+        access_keys: Mapping[str, str] | Iterable[str] | None = None,
+        deny: Iterable[str] = (),
+        log: Callable[[str], None] | None = None,
+        max_skew: float = MAX_SKEW_SECONDS,
+        **fake_options: Any,
+    ) -> None:
+        if fake is not None and fake_options:
+            raise TypeError(
+                f"SecureTunnelServer got a fake and fake options {sorted(fake_options)}; "
+                "configure the fake you pass instead"
+            )
+        self.fake = fake if fake is not None else SecureTunnelFake(**fake_options)
+        self.host = host
+        self.port = port
+        self.data_plane = data_plane
+        self.tls = tls
+        self.data_port = data_port
+        self.data_tls_port = data_tls_port
+        self.max_skew = max_skew
+        self._secrets: dict[str, str] | None = None
+        if access_keys is not None:
+            self._secrets = {}
+            items = access_keys.items() if isinstance(access_keys, Mapping) else None
+            if items is not None:
+                self._secrets.update(items)
+            else:
+                for spec in access_keys:
+                    key, secret, account = parse_access_key(spec)
+                    self._secrets[key] = secret
+                    if account is not None:
+                        self.fake.accounts[key] = account
+        self.deny: set[str] = {_deny_name(entry) for entry in deny}
+        self._log = log
+        self._prefix = target_prefix()
+        self._lock = threading.Lock()
+        self._call_lock = threading.Lock()
+        self._errors: list[BaseException] = []
+        self._reported = 0
+        self._requests: deque[RequestRecord] = deque(maxlen=10_000)
+        self._stopping = threading.Event()
+        self._admin = Admin(self.fake, self.info, self._stopping, self._call_lock)
+        self._http: HttpServer | None = None
+        self._data: DataPlane | None = None
+
+    def __repr__(self) -> str:
+        state = self.endpoint_url if self._http is not None else "stopped"
+        return f"<SecureTunnelServer {state} data={self.data_endpoint if self._data else None}>"
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> SecureTunnelServer:
+        """Listen and serve in background threads; return the server."""
+        if self._http is not None:
+            raise RuntimeError("SecureTunnelServer is already running; stop() it first")
+        self._stopping.clear()
+        http = HttpServer(self._app, self.host, self.port)
+        try:
+            if self.data_plane:
+                self._data = start_data_plane(
+                    self.fake, tls=self.tls, port=self.data_port, tls_port=self.data_tls_port
+                )
+        except BaseException:
+            http.stop()
+            raise
+        http.start()
+        self._http = http
+        return self
+
+    def stop(self) -> None:
+        """Stop both planes, close every connection, join every thread; raise recorded errors.
+
+        Idempotent.
+        """
+        self._stopping.set()
+        self._admin.wake_all()
+        http, self._http = self._http, None
+        data, self._data = self._data, None
+        try:
+            if http is not None:
+                http.stop()
+        finally:
+            if data is not None:
+                data.stop()
+        self.check()
+
+    def __enter__(self) -> SecureTunnelServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            self.stop()
+        except Exception as stop_error:
+            if exc is None:
+                raise
+            add_note = getattr(exc, "add_note", None)
+            if add_note is not None:
+                add_note(f"SecureTunnelServer also failed while stopping: {stop_error}")
+
+    @property
+    def running(self) -> bool:
+        """Whether the server is serving."""
+        return self._http is not None
+
+    # -- addresses ---------------------------------------------------------------------
+
+    def _require_http(self) -> HttpServer:
+        if self._http is None:
+            raise RuntimeError("SecureTunnelServer is not running: start() it or use `with`")
+        return self._http
+
+    @property
+    def endpoint_url(self) -> str:
+        """``http://127.0.0.1:PORT``: pass it as boto3's ``endpoint_url``."""
+        host, port = self._require_http().address
+        if host in ("0.0.0.0", ""):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{port}"
+
+    @property
+    def admin_url(self) -> str:
+        """Base URL of the admin JSON API (``.../_securetunnel``)."""
+        return self.endpoint_url + ADMIN_PREFIX.rstrip("/")
+
+    def _require_data(self) -> DataPlane:
+        self._require_http()
+        if self._data is None:
+            raise RuntimeError("this SecureTunnelServer was created with data_plane=False")
+        return self._data
+
+    @property
+    def proxy(self) -> Any:
+        """The running :class:`~pytest_securetunnel.proxy.TunnelProxy` (events, faults)."""
+        return self._require_data().proxy
+
+    @property
+    def data_endpoint(self) -> str:
+        """``ws://127.0.0.1:PORT``: the data plane without TLS."""
+        return self._require_data().endpoint
+
+    @property
+    def data_tls_endpoint(self) -> str | None:
+        """``wss://localhost:PORT`` (``None`` with ``tls=False``)."""
+        return self._require_data().tls_endpoint
+
+    @property
+    def ca_file(self) -> str | None:
+        """PEM file of the CA that signed the ``wss://`` certificate (``None`` without TLS)."""
+        return self._require_data().ca_file
+
+    def info(self) -> dict[str, Any]:
+        """The server's addresses and settings, as ``GET /_securetunnel/info`` answers."""
+        data = self._data
+        return {
+            "endpoint_url": self.endpoint_url,
+            "admin_url": self.admin_url,
+            "data_endpoint": data.endpoint if data else None,
+            "data_tls_endpoint": data.tls_endpoint if data else None,
+            "ca_file": data.ca_file if data else None,
+            "region": self.fake.default_region,
+            "account_id": self.fake.default_account_id,
+            "seed": self.fake.seed,
+            "signed_requests_only": self._secrets is not None,
+            "deny": sorted(self.deny),
+        }
+
+    def client(self, region: str | None = None, **kwargs: Any) -> Any:
+        """A boto3 ``iotsecuretunneling`` client for this server (signing with a known key)."""
+        import boto3
+
+        key, secret = next(iter((self._secrets or {"testing": "testing"}).items()))
+        options: dict[str, Any] = {
+            "region_name": region or self.fake.default_region,
+            "endpoint_url": self.endpoint_url,
+            "aws_access_key_id": key,
+            "aws_secret_access_key": secret,
+        }
+        options.update(kwargs)
+        return boto3.client("iotsecuretunneling", **options)
+
+    # -- records and errors --------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """The requests answered so far (the latest 10 000), oldest first."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def errors(self) -> list[BaseException]:
+        """Every unexpected error recorded inside the server so far."""
+        with self._lock:
+            return list(self._errors)
+
+    def check(self) -> None:
+        """Raise :class:`SecureTunnelServerError` for errors recorded since the last check."""
+        with self._lock:
+            new = self._errors[self._reported :]
+            self._reported = len(self._errors)
+        if new:
+            raise SecureTunnelServerError(new) from new[0]
+
+    # -- the application -------------------------------------------------------------------
+
+    def _app(
+        self, method: str, path: str, headers: Any, body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        started = real_monotonic()
+        access_key, region = sigv4_scope({"Authorization": headers.get("Authorization")})
+        if path.startswith(ADMIN_PREFIX) or path == ADMIN_PREFIX.rstrip("/"):
+            operation = f"admin {method} {path.partition('?')[0]}"
+            status, out_headers, payload = self._admin_call(method, path, body)
+            error_code = None if status < 300 else json.loads(payload).get("error")
+        else:
+            target = headers.get("X-Amz-Target") or ""
+            operation = target.rpartition(".")[2] or "-"
+            status, out_headers, payload = self._control_call(
+                method, path, headers, body, target, access_key, region
+            )
+            error_code = next(
+                (v for k, v in out_headers.items() if k.lower() == "x-amzn-errortype"), None
+            )
+        record = RequestRecord(
+            operation,
+            status,
+            error_code,
+            (real_monotonic() - started) * 1000.0,
+            access_key,
+            region,
+        )
+        with self._lock:
+            self._requests.append(record)
+        line = record.log_line()
+        logger.info(line)
+        if self._log is not None:
+            self._log(line)
+        return status, out_headers, payload
+
+    def _admin_call(self, method: str, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        try:
+            status, answer = self._admin.handle(method, path, body)
+        except AdminError as exc:
+            status, answer = exc.status, {"error": exc.code, "message": exc.message}
+        except Exception as exc:
+            self._record_error(exc)
+            status = 500
+            answer = {"error": "InternalError", "message": f"{type(exc).__name__}: {exc}"}
+        return status, {"Content-Type": "application/json"}, json.dumps(answer).encode()
+
+    def _control_call(
+        self,
+        method: str,
+        path: str,
+        headers: Any,
+        body: bytes,
+        target: str,
+        access_key: str | None,
+        region: str | None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        if method != "POST" or path.partition("?")[0] != "/":
+            return _error(
+                "UnknownOperationException",
+                f"{method} {path} is not an API call: the control plane answers POST / "
+                f"(AWS JSON 1.1, X-Amz-Target); the admin API is under {ADMIN_PREFIX}",
+                404,
+            )
+        prefix, _, operation = target.rpartition(".")
+        if not target or prefix != self._prefix:
+            return _error(
+                "UnknownOperationException",
+                f"X-Amz-Target {target!r} must be {self._prefix}.<Operation>, e.g. "
+                f"{self._prefix}.OpenTunnel",
+                400,
+            )
+        if self._secrets is not None:
+            try:
+                signed = verify(
+                    method=method,
+                    path=path,
+                    headers=headers,
+                    body=body,
+                    secrets=self._secrets,
+                    max_skew=self.max_skew,
+                )
+            except AuthError as exc:
+                return _error(exc.code, exc.message, exc.status)
+            access_key, region = signed.access_key, signed.region  # the same scope, checked
+        account = self.fake.account_for(access_key)
+        if operation in self.deny:
+            return _error(
+                "AccessDeniedException",
+                f"User: arn:aws:iam::{account}:user/{access_key or 'anonymous'} is not "
+                f"authorized to perform: iot:{operation} on resource: "
+                f"arn:aws:iot:{region or self.fake.default_region}:{account}:tunnel/* "
+                f"because no identity-based policy allows the iot:{operation} action",
+                400,
+            )
+        try:
+            with self._call_lock:
+                wire: WireResponse = self.fake.handle(
+                    target, body, account_id=account, region=region
+                )
+        except FakeInternalError as exc:
+            self._record_error(exc)
+            return _error("InternalFailure", str(exc), 500)
+        except Exception as exc:
+            self._record_error(exc)
+            return _error("InternalFailure", f"{type(exc).__name__}: {exc}", 500)
+        return wire.status, dict(wire.headers), wire.body
+
+    def _record_error(self, error: BaseException) -> None:
+        with self._lock:
+            self._errors.append(error)
+        logger.error("internal error: %s: %s", type(error).__name__, error)
+
+
+def securetunnel_server(request: pytest.FixtureRequest) -> Iterator[SecureTunnelServer]:
+    """A running :class:`SecureTunnelServer` for one test (fixture function).
+
+    If the test also uses the ``securetunnel`` fixture, the server serves that same fake,
+    so in-process calls and calls over HTTP (the AWS CLI, other languages) see one state.
+    ``@pytest.mark.securetunnel_server(**options)`` passes options to the server
+    (``access_keys``, ``deny``, ``tls``, ``data_plane``, ...).
+    """
+    marker = request.node.get_closest_marker("securetunnel_server")
+    options: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
+    fake: SecureTunnelFake | None = None
+    if "securetunnel" in request.fixturenames:
+        fake = request.getfixturevalue("securetunnel")
+    elif "seed" not in options:
+        seed = request.config.getoption("securetunnel_seed", None)
+        if seed is not None:
+            options["seed"] = seed
+    with SecureTunnelServer(fake, **options) as server:
+        yield server
