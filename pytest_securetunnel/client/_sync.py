@@ -221,6 +221,10 @@ class SyncTunnelClient:
         """Wait until the WebSocket is closed."""
         self.loop_thread.run(self.client.wait_closed(timeout))
 
+    def ping(self, data: bytes = b"", *, timeout: float | None = DEFAULT_TIMEOUT) -> float:
+        """Send a WebSocket ping, wait for its pong; return the round trip in seconds."""
+        return self.loop_thread.run(self.client.ping(data, timeout=timeout))
+
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the WebSocket and join the loop thread; idempotent."""
         if self.loop_thread.running:

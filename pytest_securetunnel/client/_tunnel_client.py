@@ -481,6 +481,15 @@ class TunnelClient:
             TunnelMessage.connection_reset(stream_id, connection_id, service_id)
         )
 
+    async def ping(self, data: bytes = b"", *, timeout: float | None = DEFAULT_TIMEOUT) -> float:
+        """Send a WebSocket ping and wait for its pong; return the round trip in seconds.
+
+        The service answers pings with a pong echoing the payload (protocol guides,
+        "WebSocket Subprotocol").
+        """
+        waiter = await self._ws.ping(data)
+        return float(await asyncio.wait_for(waiter, timeout))
+
     # -- closing -------------------------------------------------------------------------
 
     async def close(self, code: int = 1000, reason: str = "") -> None:

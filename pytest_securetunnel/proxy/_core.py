@@ -35,7 +35,7 @@ from ._handshake import (
     select_subprotocol,
 )
 from ._peer import Delivery, Peer
-from ._relay import CLOSED, EXPIRED, INTERNAL_CLOSE, REVOKED, TunnelRelay
+from ._relay import CLOSED, DELETED, EXPIRED, INTERNAL_CLOSE, REVOKED, TunnelRelay
 
 __all__ = ["Admission", "ProxyCore", "close_reason"]
 
@@ -368,7 +368,7 @@ class ProxyCore:
                 relay.close(peer, 1000, EXPIRED if expired else CLOSED)
         elif event == "deleted":
             for peer in list(relay.peers.values()):
-                relay.close(peer, 1000, "Tunnel deleted")
+                relay.close(peer, 1000, DELETED)
         elif event == "revoked" and mode is not None:
             # decisions.md: rotating a mode's token closes that mode's connection (1008).
             live = relay.peers.get(mode)

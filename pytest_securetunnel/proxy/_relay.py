@@ -23,13 +23,22 @@ from pytest_securetunnel.service import SecureTunnelFake, Tunnel
 from ._events import EventLog
 from ._peer import Peer
 
-__all__ = ["CLOSED", "EXPIRED", "INTERNAL_CLOSE", "REVOKED", "RelayOwner", "TunnelRelay"]
+__all__ = [
+    "CLOSED",
+    "DELETED",
+    "EXPIRED",
+    "INTERNAL_CLOSE",
+    "REVOKED",
+    "RelayOwner",
+    "TunnelRelay",
+]
 
 _Mode = Literal["source", "destination"]
 OTHER: Final = {"source": "destination", "destination": "source"}
 CLOSED: Final = "Tunnel closed by CloseTunnel"
 EXPIRED: Final = "Tunnel expired: its maxLifetimeTimeoutMinutes elapsed"
 REVOKED: Final = "Access token revoked by RotateTunnelAccessToken"
+DELETED: Final = "Tunnel deleted"
 INTERNAL_CLOSE: Final = "Internal error in pytest-securetunnel's proxy"
 
 
@@ -82,6 +91,13 @@ class TunnelRelay:
             del self.peers[peer.mode]
         self.owner.spawn(self.owner.close(peer, code, reason))
 
+    def _still_stored(self) -> bool:
+        """Whether the fake still holds the tunnel (not deleted, not forgotten by reset)."""
+        try:
+            return self.owner.fake.tunnel(self.tunnel.tunnel_id) is self.tunnel
+        except KeyError:
+            return False
+
     def closed_reason(self) -> str | None:
         """Why the tunnel is CLOSED by the fake's clock, or ``None`` while it is OPEN."""
         if self.owner.fake.status(self.tunnel) == "OPEN":
@@ -109,6 +125,8 @@ class TunnelRelay:
         record = self.owner.fake.token(peer.access_token)
         if closed is not None:
             self.close(peer, 1000, closed)
+        elif not self._still_stored():
+            self.close(peer, 1000, DELETED)
         elif record is None or record.revoked:
             self.close(peer, 1008, REVOKED)
 

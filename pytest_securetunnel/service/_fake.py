@@ -149,12 +149,14 @@ class SecureTunnelFake:
         Listeners hear ``deleted`` for every tunnel, so the proxy drops their connections.
         """
         with self._lock:
-            forgotten = [t for b in self._backends.values() for t in b.tunnels.values()]
+            # Listeners hear of each tunnel before its tokens are forgotten, so a
+            # proxy closes the connections as deleted rather than as revoked.
+            for backend in self._backends.values():
+                for tunnel in backend.tunnels.values():
+                    self._emit("deleted", tunnel, None)
             self._init_state()
             self.calls.clear()
             self.notifications.clear()
-            for tunnel in forgotten:
-                self._emit("deleted", tunnel, None)
 
     def backend(self, account_id: str | None = None, region: str | None = None) -> Backend:
         """The state of one account in one region (created on first use)."""

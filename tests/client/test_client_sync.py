@@ -102,3 +102,16 @@ def test_sync_iteration_and_close(threaded_server: ThreadedServer) -> None:
     client.close()
     client.close()
     assert not any(t.name.startswith("SyncTunnelClient") for t in threading.enumerate())
+
+
+def test_sync_ping_is_answered_by_the_proxy() -> None:
+    from pytest_securetunnel import SecureTunnelFake, SyncTunnelClient, TunnelProxy
+
+    fake = SecureTunnelFake(seed=3)
+    opened = fake.call("OpenTunnel", {"destinationConfig": {"services": ["SSH"]}})
+    with TunnelProxy(fake, tls=False) as proxy:
+        client = SyncTunnelClient.connect(proxy.endpoint, opened["sourceAccessToken"], "source")
+        try:
+            assert client.ping(b"1796041032374", timeout=5) >= 0.0
+        finally:
+            client.close()
