@@ -44,6 +44,9 @@ from pytest_securetunnel.mock import attach
 from pytest_securetunnel.service import Quotas, SecureTunnelFake
 
 __all__ = [
+    "SERVICES",
+    "THINGS",
+    "ModelTunnel",
     "ReferenceModel",
     "TunnelLifecycle",
     "make_machine",
