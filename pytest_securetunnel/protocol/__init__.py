@@ -29,6 +29,7 @@ from .framing import (
 )
 from .messages import (
     MAX_PAYLOAD_SIZE,
+    MessageBytes,
     MessageType,
     TunnelMessage,
     check_no_unknown_fields,
@@ -49,6 +50,7 @@ __all__ = [
     "ClientMode",
     "FrameDecoder",
     "FrameError",
+    "MessageBytes",
     "MessageDecodeError",
     "MessageEncodeError",
     "MessageType",

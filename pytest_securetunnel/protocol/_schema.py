@@ -14,6 +14,13 @@ from typing import Any, Final
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import Message
 
+try:
+    from google.protobuf.unknown_fields import UnknownFieldSet
+except ImportError:  # protobuf < 4.22
+    _UnknownFieldSet: type[UnknownFieldSet] | None = None
+else:
+    _UnknownFieldSet = UnknownFieldSet
+
 PACKAGE: Final = "com.amazonaws.iot.securedtunneling"
 MESSAGE_NAME: Final = "Message"
 FULL_NAME: Final = f"{PACKAGE}.{MESSAGE_NAME}"
@@ -86,15 +93,16 @@ def unknown_field_numbers(message: Message) -> tuple[tuple[int, int], ...]:
     A schema field sent with the wrong wire type is kept as an unknown field too.
     Uses ``google.protobuf.unknown_fields`` where present; older runtimes without it fall
     back to comparing the serialised size before and after discarding unknown fields,
-    which can tell that there are unknown fields but not which.
+    which can tell that there are unknown fields but not which (reported as ``(0, 0)``).
     """
-    try:
-        from google.protobuf.unknown_fields import UnknownFieldSet
-    except ImportError:  # protobuf < 4.22
+    if _UnknownFieldSet is None:
         before = message.ByteSize()
         copy = MessageClass()
         copy.CopyFrom(message)
         copy.DiscardUnknownFields()
         return () if copy.ByteSize() == before else ((0, 0),)
-    fields = UnknownFieldSet(message)
-    return tuple((fields[i].field_number, fields[i].wire_type) for i in range(len(fields)))
+    fields = _UnknownFieldSet(message)
+    count = len(fields)
+    if not count:
+        return ()
+    return tuple((fields[i].field_number, fields[i].wire_type) for i in range(count))

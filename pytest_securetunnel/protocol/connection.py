@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from .errors import ProtocolError
 from .framing import FrameDecoder, encode_frame
-from .messages import TunnelMessage
+from .messages import MessageBytes, TunnelMessage
 from .rules import RuleContext, validate_message
 from .streams import StreamTable
 from .versions import ClientMode, ProtocolVersion
@@ -70,11 +70,20 @@ class TunnelConnection:
         return self.context.streams
 
     @property
+    def buffered(self) -> int:
+        """Bytes received but not yet decoded: the start of a frame still incomplete.
+
+        Zero means the next :meth:`receive_data` starts at a frame boundary, so a
+        WebSocket message holding exactly one whole frame can be decoded on its own.
+        """
+        return self._decoder.buffered
+
+    @property
     def error(self) -> ProtocolError | None:
         """The violation that failed the connection, or ``None``."""
         return self._error
 
-    def receive_data(self, data: bytes) -> list[TunnelMessage]:
+    def receive_data(self, data: MessageBytes) -> list[TunnelMessage]:
         """Take bytes the client sent; return the valid messages to relay, in order.
 
         Raises the first :class:`ProtocolError` (decode error or rule violation). The

@@ -10,7 +10,13 @@ from __future__ import annotations
 from typing import Final
 
 from .errors import FrameError, ProtocolError, RuleViolation
-from .messages import MAX_PAYLOAD_SIZE, TunnelMessage, decode_message, encode_message
+from .messages import (
+    MAX_PAYLOAD_SIZE,
+    MessageBytes,
+    TunnelMessage,
+    decode_message,
+    encode_message,
+)
 
 __all__ = [
     "LENGTH_PREFIX_SIZE",
@@ -83,7 +89,7 @@ class FrameDecoder:
         """Number of received bytes not yet decoded (a partial frame)."""
         return len(self._buffer) - self._offset
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: MessageBytes) -> None:
         """Append ``data`` to the stream; call :meth:`next_message` to decode."""
         if self._offset:
             del self._buffer[: self._offset]
@@ -100,15 +106,15 @@ class FrameDecoder:
         available = len(self._buffer) - start
         if available < LENGTH_PREFIX_SIZE:
             return None
-        size = int.from_bytes(self._buffer[start : start + LENGTH_PREFIX_SIZE], "big")
-        end = start + LENGTH_PREFIX_SIZE + size
-        if end > len(self._buffer):
+        buffer = self._buffer
+        end = start + LENGTH_PREFIX_SIZE + (buffer[start] << 8 | buffer[start + 1])
+        if end > len(buffer):
             return None
-        body = bytes(self._buffer[start + LENGTH_PREFIX_SIZE : end])
+        body = buffer[start + LENGTH_PREFIX_SIZE : end]  # a copy: the buffer changes later
         self._offset = end
         return decode_message(body, allow_unknown_fields=self.allow_unknown_fields)
 
-    def feed(self, data: bytes) -> list[TunnelMessage]:
+    def feed(self, data: MessageBytes) -> list[TunnelMessage]:
         """Add ``data`` and return every message completed by it, in order.
 
         On an invalid frame the error is raised with the messages decoded before it in

@@ -19,6 +19,7 @@ from .errors import MessageDecodeError, MessageEncodeError, UnknownFieldError
 
 __all__ = [
     "MAX_PAYLOAD_SIZE",
+    "MessageBytes",
     "MessageType",
     "TunnelMessage",
     "check_no_unknown_fields",
@@ -67,8 +68,11 @@ class TunnelMessage:
     connection_id: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.type, MessageType) and self.type in _KNOWN_TYPE_VALUES:
-            object.__setattr__(self, "type", MessageType(self.type))
+        kind = self.type
+        if kind.__class__ is not MessageType:
+            known = _TYPE_BY_VALUE.get(kind)
+            if known is not None:
+                object.__setattr__(self, "type", known)
         if not isinstance(self.available_service_ids, tuple):
             object.__setattr__(self, "available_service_ids", tuple(self.available_service_ids))
 
@@ -162,7 +166,10 @@ class TunnelMessage:
         return cls(MessageType.SERVICE_IDS, available_service_ids=tuple(service_ids))
 
 
-_KNOWN_TYPE_VALUES: Final = frozenset(int(t) for t in MessageType)
+_TYPE_BY_VALUE: Final[dict[int, MessageType]] = {int(t): t for t in MessageType}
+
+#: Buffers :func:`decode_message` and :func:`check_no_unknown_fields` accept.
+MessageBytes = bytes | bytearray | memoryview
 
 
 def _check_range(name: str, value: int, low: int, high: int) -> None:
@@ -205,21 +212,25 @@ def encode_message(message: TunnelMessage) -> bytes:
     return data
 
 
-def _parse(data: bytes) -> Any:
-    pb = _schema.new_message()
+def _malformed(data: MessageBytes, exc: DecodeError) -> MessageDecodeError:
+    return MessageDecodeError(
+        "malformed-message",
+        f"{len(data)} bytes do not parse as a tunneling Message: {exc}",
+        value=bytes(data),
+        source=_SCHEMA_SOURCE,
+    )
+
+
+def _parse(data: MessageBytes) -> Any:
+    pb: Any = _new_pb()
     try:
         pb.ParseFromString(data)
     except DecodeError as exc:
-        raise MessageDecodeError(
-            "malformed-message",
-            f"{len(data)} bytes do not parse as a tunneling Message: {exc}",
-            value=bytes(data),
-            source=_SCHEMA_SOURCE,
-        ) from exc
+        raise _malformed(data, exc) from exc
     return pb
 
 
-def check_no_unknown_fields(data: bytes) -> None:
+def check_no_unknown_fields(data: MessageBytes) -> None:
     """Rule ``unknown-field``: a message may not carry fields outside the schema.
 
     All protocol guides: "It is invalid to extend the schema with additional fields and
@@ -228,13 +239,12 @@ def check_no_unknown_fields(data: bytes) -> None:
     schema cannot read it. Raises :class:`MessageDecodeError` if ``data`` is not a
     ``Message`` at all.
     """
-    _reject_unknown_fields(_parse(data))
+    unknown = _schema.unknown_field_numbers(_parse(data))
+    if unknown:
+        raise _unknown_field_error(unknown)
 
 
-def _reject_unknown_fields(pb: Any) -> None:
-    unknown = _schema.unknown_field_numbers(pb)
-    if not unknown:
-        return
+def _unknown_field_error(unknown: tuple[tuple[int, int], ...]) -> UnknownFieldError:
     described = []
     for number, wire_type in unknown:
         wire = _WIRE_TYPES.get(wire_type, str(wire_type))
@@ -244,7 +254,7 @@ def _reject_unknown_fields(pb: Any) -> None:
             described.append(f"{number} (wire type {wire})")
         else:
             described.append("(field numbers not reported by this protobuf runtime)")
-    raise UnknownFieldError(
+    return UnknownFieldError(
         "unknown-field",
         f"message carries field(s) outside the schema: {', '.join(described)}",
         value=tuple(number for number, _ in unknown),
@@ -252,27 +262,49 @@ def _reject_unknown_fields(pb: Any) -> None:
     )
 
 
-def decode_message(data: bytes, *, allow_unknown_fields: bool = False) -> TunnelMessage:
+# decode_message builds TunnelMessage through its slots: the parsed fields already have
+# the dataclass's types, so __init__'s keyword handling and __post_init__ are skipped.
+_new_pb: Final = _schema.MessageClass
+_new_instance: Final = object.__new__
+_SLOTS: Final = {name: getattr(TunnelMessage, name) for name in TunnelMessage.__slots__}
+_set_type: Final = _SLOTS["type"].__set__
+_set_stream_id: Final = _SLOTS["stream_id"].__set__
+_set_ignorable: Final = _SLOTS["ignorable"].__set__
+_set_payload: Final = _SLOTS["payload"].__set__
+_set_service_id: Final = _SLOTS["service_id"].__set__
+_set_available_service_ids: Final = _SLOTS["available_service_ids"].__set__
+_set_connection_id: Final = _SLOTS["connection_id"].__set__
+_type_of: Final = _TYPE_BY_VALUE.get
+_unknown_field_numbers: Final = _schema.unknown_field_numbers
+
+
+def decode_message(data: MessageBytes, *, allow_unknown_fields: bool = False) -> TunnelMessage:
     """Parse protobuf ``Message`` bytes (no length prefix) into a :class:`TunnelMessage`.
 
-    Raises :class:`MessageDecodeError` (rule ``malformed-message``) for bytes that are not
-    a ``Message`` and, unless ``allow_unknown_fields`` is true, :class:`UnknownFieldError`
+    ``data`` may be ``bytes``, a ``bytearray`` or a ``memoryview`` (e.g. the body of a
+    received WebSocket message without its length prefix). Raises
+    :class:`MessageDecodeError` (rule ``malformed-message``) for bytes that are not a
+    ``Message`` and, unless ``allow_unknown_fields`` is true, :class:`UnknownFieldError`
     (rule ``unknown-field``) for fields outside the schema. Clients may pass
     ``allow_unknown_fields=True``: the guides tell them to ignore unknown fields.
     """
-    pb = _parse(data)
+    pb: Any = _new_pb()
+    try:
+        pb.ParseFromString(data)
+    except DecodeError as exc:
+        raise _malformed(data, exc) from exc
     if not allow_unknown_fields:
-        _reject_unknown_fields(pb)
-    return _from_protobuf(pb)
-
-
-def _from_protobuf(pb: Any) -> TunnelMessage:
-    return TunnelMessage(
-        type=int(pb.type),
-        stream_id=int(pb.streamId),
-        ignorable=bool(pb.ignorable),
-        payload=bytes(pb.payload),
-        service_id=str(pb.serviceId),
-        available_service_ids=tuple(pb.availableServiceIds),
-        connection_id=int(pb.connectionId),
-    )
+        unknown = _unknown_field_numbers(pb)
+        if unknown:
+            raise _unknown_field_error(unknown)
+    message: TunnelMessage = _new_instance(TunnelMessage)
+    kind = pb.type
+    _set_type(message, _type_of(kind, kind))
+    _set_stream_id(message, pb.streamId)
+    _set_ignorable(message, pb.ignorable)
+    _set_payload(message, pb.payload)
+    _set_service_id(message, pb.serviceId)
+    ids = pb.availableServiceIds
+    _set_available_service_ids(message, tuple(ids) if ids else ())
+    _set_connection_id(message, pb.connectionId)
+    return message

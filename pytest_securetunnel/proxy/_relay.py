@@ -155,13 +155,11 @@ class TunnelRelay:
             return  # it broke a rule: nothing more is processed
         try:
             size = len(data)
-            # protocol: TunnelConnection has no public accessor for a partial frame yet.
-            if size >= 2 and (data[0] << 8 | data[1]) == size - 2 and not conn._decoder.buffered:
+            if size >= 2 and (data[0] << 8 | data[1]) == size - 2 and not conn.buffered:
                 # The usual case, one whole frame: TunnelConnection.receive_data's steps
                 # without its buffer, and the frame is forwarded unchanged. The body is a
-                # view, not a 64 KB copy (protobuf parses any buffer; the hint says bytes).
-                body = cast(bytes, memoryview(data)[LENGTH_PREFIX_SIZE:])
-                message = decode_message(body)
+                # view, not a 64 KB copy.
+                message = decode_message(memoryview(data)[LENGTH_PREFIX_SIZE:])
                 validate_message(message, conn.context)
                 conn.streams.apply(message, from_client=True)
                 self._forward(peer, message, data)

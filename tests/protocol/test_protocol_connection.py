@@ -99,6 +99,17 @@ def test_receive_data_reassembles_split_frames() -> None:
     ]
 
 
+def test_buffered_counts_a_partial_frame() -> None:
+    conn = source()
+    data = frames(TunnelMessage.stream_start(1, "SSH", 1), TunnelMessage.data(1, b"abc", "SSH", 1))
+    assert conn.buffered == 0
+    assert conn.receive_data(data[:-3]) == [TunnelMessage.stream_start(1, "SSH", 1)]
+    first = len(frames(TunnelMessage.stream_start(1, "SSH", 1)))
+    assert conn.buffered == len(data) - 3 - first
+    assert conn.receive_data(memoryview(data)[-3:]) == [TunnelMessage.data(1, b"abc", "SSH", 1)]
+    assert conn.buffered == 0
+
+
 def test_destination_data_needs_stream_start_relayed_to_it() -> None:
     conn = destination()
     with pytest.raises(RuleViolation) as info:

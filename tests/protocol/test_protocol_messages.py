@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import sys
 
 import pytest
@@ -204,9 +206,84 @@ def test_decode_arbitrary_bytes_raises_only_protocol_errors(data: bytes) -> None
 def test_unknown_field_detected_without_unknown_fields_module(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setitem(sys.modules, "google.protobuf.unknown_fields", None)
+    monkeypatch.setattr(_schema, "_UnknownFieldSet", None)
     with pytest.raises(UnknownFieldError) as info:
         decode_message(DATA_SSH_BYTES + b"\x40\x05")
     assert info.value.value == (0,)
     assert "(field numbers not reported by this protobuf runtime)" in str(info.value)
     assert decode_message(DATA_SSH_BYTES) == DATA_SSH
+
+
+def test_schema_imports_without_unknown_fields_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "google.protobuf.unknown_fields", None)
+    spec = importlib.util.spec_from_file_location("_schema_copy", _schema.__file__)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module._UnknownFieldSet is None
+    pb = module.new_message()
+    pb.ParseFromString(DATA_SSH_BYTES + b"\x40\x05")
+    assert module.unknown_field_numbers(pb) == ((0, 0),)
+    pb.ParseFromString(DATA_SSH_BYTES)
+    assert module.unknown_field_numbers(pb) == ()
+
+
+@pytest.mark.parametrize("wrap", [bytes, bytearray, memoryview], ids=lambda w: w.__name__)
+def test_decode_accepts_buffers(wrap: type[bytes | bytearray | memoryview]) -> None:
+    framed = b"\x00\x00" + DATA_SSH_BYTES
+    data = wrap(framed)[2:]
+    message = decode_message(data)
+    assert message == DATA_SSH
+    assert type(message.payload) is bytes
+    assert type(message.service_id) is str
+    check_no_unknown_fields(data)
+    with pytest.raises(UnknownFieldError):
+        decode_message(wrap(DATA_SSH_BYTES + b"\x40\x05"))
+
+
+@pytest.mark.parametrize("wrap", [bytearray, memoryview], ids=lambda w: w.__name__)
+def test_malformed_buffer_reports_bytes(wrap: type[bytearray | memoryview]) -> None:
+    with pytest.raises(MessageDecodeError) as info:
+        decode_message(wrap(b"\x08"))
+    assert info.value.value == b"\x08"
+    assert type(info.value.value) is bytes
+
+
+@pytest.mark.parametrize("kind", [*MessageType, 8, 42, -1], ids=str)
+def test_decoded_message_equals_constructed(kind: int) -> None:
+    built = TunnelMessage(
+        kind,
+        stream_id=-7,
+        ignorable=True,
+        payload=b"\x00\xff",
+        service_id="RDP",
+        available_service_ids=("SSH", "RDP"),
+        connection_id=2**32 - 1,
+    )
+    decoded = decode_message(encode_message(built))
+    assert decoded == built
+    assert hash(decoded) == hash(built)
+    assert repr(decoded) == repr(built)
+    for field in dataclasses.fields(TunnelMessage):
+        value = getattr(decoded, field.name)
+        assert type(value) is type(getattr(built, field.name)), field.name
+    assert decoded.is_known_type == (kind in set(MessageType))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decoded.stream_id = 1  # type: ignore[misc]
+
+
+def test_decoded_defaults_are_the_dataclass_defaults() -> None:
+    decoded = decode_message(b"")
+    assert decoded == TunnelMessage(MessageType.UNKNOWN)
+    assert decoded.type is MessageType.UNKNOWN
+    assert decoded.available_service_ids == ()
+    assert decoded.payload == b""
+
+
+def test_construction_converts_known_type_values() -> None:
+    assert TunnelMessage(1).type is MessageType.DATA
+    assert TunnelMessage(True).type is MessageType.DATA
+    assert TunnelMessage(42).type == 42
+    assert not TunnelMessage(42).is_known_type
+    assert TunnelMessage(MessageType.STREAM_START).type is MessageType.STREAM_START
