@@ -60,7 +60,7 @@ class Quotas:
     tags_per_tunnel: int = 200
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class WireResponse:
     """What the service answers on the wire: HTTP status, headers and JSON body."""
 
@@ -69,7 +69,7 @@ class WireResponse:
     body: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class CallRecord:
     """One API call the fake answered."""
 
