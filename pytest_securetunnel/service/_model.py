@@ -84,7 +84,8 @@ def _java_repr(value: Any) -> str:
     return str(value)
 
 
-def _violation(value: Any, path: str, constraint: str) -> str:
+def violation(value: Any, path: str, constraint: str) -> str:
+    """One violation in AWS wording: ``Value '...' at 'path' failed to satisfy ...``."""
     shown = "null" if value is None else f"'{_java_repr(value)}'"
     return f"Value {shown} at '{path}' failed to satisfy constraint: {constraint}"
 
@@ -125,7 +126,7 @@ def _compile(shape: Shape) -> Checker:
         def check_structure(value: Any, path: str, out: list[str]) -> None:
             for name in required:
                 if value.get(name) is None:
-                    out.append(_violation(None, _join(path, name), "Member must not be null"))
+                    out.append(violation(None, _join(path, name), "Member must not be null"))
             for name, check in members:
                 item = value.get(name)
                 if item is not None:
@@ -141,7 +142,7 @@ def _compile(shape: Shape) -> Checker:
 
         def check_min(value: Any, path: str, out: list[str]) -> None:
             if (measure(value) if sized else value) < low:
-                out.append(_violation(value, path, text))
+                out.append(violation(value, path, text))
 
         checks.append(check_min)
     if "max" in meta and (sized or integral):
@@ -150,7 +151,7 @@ def _compile(shape: Shape) -> Checker:
 
         def check_max(value: Any, path: str, out: list[str]) -> None:
             if (measure(value) if sized else value) > high:
-                out.append(_violation(value, path, text_max))
+                out.append(violation(value, path, text_max))
 
         checks.append(check_max)
     if kind == "string" and "pattern" in meta:
@@ -159,7 +160,7 @@ def _compile(shape: Shape) -> Checker:
 
         def check_pattern(value: Any, path: str, out: list[str]) -> None:
             if pattern.fullmatch(value) is None:
-                out.append(_violation(value, path, text_pattern))
+                out.append(violation(value, path, text_pattern))
 
         checks.append(check_pattern)
     enum = list(getattr(shape, "enum", None) or [])
@@ -168,7 +169,7 @@ def _compile(shape: Shape) -> Checker:
 
         def check_enum(value: Any, path: str, out: list[str]) -> None:
             if value not in enum:
-                out.append(_violation(value, path, text_enum))
+                out.append(violation(value, path, text_enum))
 
         checks.append(check_enum)
     if kind == "list":
@@ -178,7 +179,7 @@ def _compile(shape: Shape) -> Checker:
             for index, item in enumerate(value, start=1):
                 where = f"{path}.{index}.member"
                 if item is None:
-                    out.append(_violation(None, where, "Member must not be null"))
+                    out.append(violation(None, where, "Member must not be null"))
                 else:
                     check_member(item, where, out)
 

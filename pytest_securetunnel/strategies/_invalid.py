@@ -94,22 +94,8 @@ class _Site:
         return shown or "(request)"
 
 
-def _java_repr(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return "[" + ", ".join(_java_repr(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}={_java_repr(v)}" for k, v in value.items()) + "}"
-    return str(value)
-
-
 def _message(value: Any, path: str, constraint: str) -> str:
-    shown = "null" if value is None else f"'{_java_repr(value)}'"
-    return (
-        f"1 validation error detected: Value {shown} at '{path}' failed to satisfy "
-        f"constraint: {constraint}"
-    )
+    return _model.validation_message([_model.violation(value, path, constraint)])
 
 
 def _model_sites(shape_: Any, steps: tuple[str | None, ...], depth: int = 0) -> Iterator[_Site]:
