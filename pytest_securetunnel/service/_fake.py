@@ -503,6 +503,12 @@ class SecureTunnelFake:
             out[key] = tag["value"]
         return out
 
+    def _repr_html_(self) -> str:
+        """The fake's state as HTML, for Jupyter."""
+        from pytest_securetunnel.jupyter import render_fake_html
+
+        return render_fake_html(self)
+
     def __repr__(self) -> str:
         count = sum(len(b.tunnels) for b in self._backends.values())
         return f"<SecureTunnelFake tunnels={count} calls={len(self.calls)} seed={self.seed}>"
@@ -599,6 +605,7 @@ def _open_tunnel(fake: SecureTunnelFake, backend: Backend, params: Params) -> Pa
         destination_token=fake._new_token(tunnel_id, backend, "destination"),
         source=ConnectionState("DISCONNECTED", now),
         destination=ConnectionState("DISCONNECTED", now),
+        clock=fake.clock,
     )
     tunnel.events.append((now, "opened"))
     backend.add(tunnel)

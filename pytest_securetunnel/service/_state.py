@@ -5,7 +5,10 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from pytest_securetunnel.service._clock import Clock
 
 TunnelStatus = Literal["OPEN", "CLOSED"]
 Mode = Literal["source", "destination"]
@@ -58,6 +61,14 @@ class Tunnel:
     destination: ConnectionState
     closed_at: float | None = None
     events: list[tuple[float, str]] = field(default_factory=list)
+    #: The fake's clock, so displays show lifetimes as the fake sees them.
+    clock: Clock | None = field(default=None, repr=False, compare=False)
+
+    def _repr_html_(self) -> str:
+        """The tunnel and its timeline as HTML, for Jupyter."""
+        from pytest_securetunnel.jupyter import render_tunnel_html
+
+        return render_tunnel_html(self, self.clock)
 
     @property
     def expires_at(self) -> float:
