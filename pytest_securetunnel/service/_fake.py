@@ -503,6 +503,12 @@ class SecureTunnelFake:
             out[key] = tag["value"]
         return out
 
+    def __str__(self) -> str:
+        """The fake's state as a text table (``print(fake)`` in a terminal)."""
+        from pytest_securetunnel.jupyter import render_fake_text
+
+        return render_fake_text(self)
+
     def _repr_html_(self) -> str:
         """The fake's state as HTML, for Jupyter."""
         from pytest_securetunnel.jupyter import render_fake_html

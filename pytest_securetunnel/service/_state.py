@@ -64,6 +64,12 @@ class Tunnel:
     #: The fake's clock, so displays show lifetimes as the fake sees them.
     clock: Clock | None = field(default=None, repr=False, compare=False)
 
+    def __str__(self) -> str:
+        """The tunnel and its timeline as text (``print(tunnel)`` in a terminal)."""
+        from pytest_securetunnel.jupyter import render_tunnel_text
+
+        return render_tunnel_text(self, self.clock)
+
     def _repr_html_(self) -> str:
         """The tunnel and its timeline as HTML, for Jupyter."""
         from pytest_securetunnel.jupyter import render_tunnel_html

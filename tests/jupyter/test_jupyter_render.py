@@ -223,3 +223,15 @@ def test_fake_and_tunnel_display_as_html_in_jupyter() -> None:
     assert opened["tunnelId"] in fake_html and "&lt;b&gt;x&lt;/b&gt;" in fake_html
     assert opened["tunnelId"] in tunnel_html
     assert "11h 30m" in tunnel_html  # lifetime left by the fake's clock, not the wall clock
+
+
+def test_fake_and_tunnel_print_as_text_tables() -> None:
+    from pytest_securetunnel import SecureTunnelFake
+
+    fake = SecureTunnelFake(seed=2)
+    opened = fake.call("OpenTunnel", {"destinationConfig": {"thingName": "r", "services": ["SSH"]}})
+    text = str(fake)
+    assert f"Tunnel {opened['tunnelId']} OPEN" in text
+    assert "source DISCONNECTED, destination DISCONNECTED" in text
+    assert "1. OpenTunnel(" in text
+    assert str(fake.tunnel(opened["tunnelId"])).startswith(f"Tunnel {opened['tunnelId']} OPEN")
