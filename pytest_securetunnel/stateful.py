@@ -567,7 +567,9 @@ def make_machine(
 
     ``fake_factory=lambda: None`` with a ``client_factory`` for a real account checks a
     live service (the clock rule, the data-plane rules and the fake-only invariants then
-    stay off). ``data_plane=False`` leaves out the proxy and its rules.
+    stay off). ``data_plane=False`` leaves out the proxy and its rules. The machine's
+    own fake has deliberately small quotas so that they are reached; against any other
+    service pass that service's, e.g. ``quotas=Quotas()`` for the AWS defaults.
     """
     namespace: dict[str, Any] = {}
     if client_factory is not None:

@@ -1,8 +1,25 @@
-"""Every ```python block in docs/*.md runs, unless it is marked as deliberately partial.
+"""Every ```python block in docs/*.md runs.
 
-A block that defines ``test_*`` functions runs under pytest (with this plugin's fixtures)
-in a subprocess; any other block runs as a script in a subprocess. A block placed right
-after ``<!-- not-run -->`` is a fragment and is only checked to parse or to contain ``...``.
+A block may be preceded by a hidden setup comment and followed by a hidden teardown
+comment, which readers of the rendered docs do not see::
+
+    <!-- setup
+    python lines run before the block
+    -->
+
+    ```python
+    ...
+    ```
+
+    <!-- teardown
+    python lines run after the block
+    -->
+
+The block runs as ``setup + block + teardown``. If that defines ``test_*`` functions it
+runs under pytest (with this plugin's fixtures) in a subprocess; any other block runs as
+a script in a subprocess, with top-level ``await`` allowed (the whole script is then run
+with ``asyncio.run``) and a newline on its standard input (a reader pressing Enter).
+No other comment may precede a block: there is no way to skip one.
 """
 
 from __future__ import annotations
@@ -18,9 +35,23 @@ from pathlib import Path
 import pytest
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-NOT_RUN = "<!-- not-run -->"
 FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
+SETUP = "<!-- setup"
+TEARDOWN = "<!-- teardown"
+COMMENT_END = "-->"
 TIMEOUT = 120
+
+# Runs a script that may use top-level ``await``: compiled as a coroutine, then awaited.
+ASYNC_RUNNER = """\
+import ast, asyncio, sys
+path = sys.argv[1]
+with open(path, encoding="utf-8") as file:
+    code = compile(file.read(), path, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+namespace = {"__name__": "__main__", "__file__": path}
+result = eval(code, namespace)
+if result is not None:
+    asyncio.run(result)
+"""
 
 
 @dataclass(frozen=True)
@@ -29,76 +60,109 @@ class Block:
     line: int
     code: str
     marker: str | None
+    setup: str
+    teardown: str
 
     @property
     def id(self) -> str:
         return f"{self.page}:{self.line}"
 
     @property
+    def program(self) -> str:
+        return self.setup + self.code + self.teardown
+
+    @property
     def is_test_module(self) -> bool:
-        tree = ast.parse(self.code)
+        tree = ast.parse(self.program)
         return any(
             isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
             and node.name.startswith("test")
             for node in tree.body
         )
 
+    @property
+    def has_top_level_await(self) -> bool:
+        try:
+            compile(self.program, self.id, "exec")
+        except SyntaxError:
+            compile(self.program, self.id, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+            return True
+        return False
+
+
+def comment_body(comment: str) -> str:
+    """The lines of a multi-line ``<!-- name ... -->`` comment, without its first and last."""
+    lines = comment.splitlines()[1:]
+    assert lines and lines[-1].strip() == COMMENT_END, f"malformed comment: {comment!r}"
+    return "".join(line + "\n" for line in lines[:-1])
+
 
 def extract(page: Path) -> list[Block]:
     text = page.read_text(encoding="utf-8")
     blocks = []
     for match in FENCE.finditer(text):
-        before = text[: match.start()].rstrip().splitlines()
-        previous = before[-1].strip() if before else ""
-        marker = previous if previous.startswith("<!--") else None
+        before = text[: match.start()].rstrip()
+        marker = setup = teardown = ""
+        if before.endswith(COMMENT_END):
+            comment = before[before.rindex("<!--") :]
+            if comment.startswith(SETUP + "\n"):
+                setup = comment_body(comment)
+            else:
+                marker = comment
+        after = text[match.end() :].lstrip()
+        if after.startswith(TEARDOWN + "\n"):
+            teardown = comment_body(after[: after.index(COMMENT_END) + len(COMMENT_END)])
         line = text.count("\n", 0, match.start()) + 1
-        blocks.append(Block(page.name, line, match.group(1), marker))
+        blocks.append(Block(page.name, line, match.group(1), marker or None, setup, teardown))
     return blocks
 
 
-def all_blocks() -> list[Block]:
-    return [block for page in sorted(DOCS.glob("*.md")) for block in extract(page)]
+PAGES = sorted(DOCS.glob("*.md"))
+BLOCKS = [block for page in PAGES for block in extract(page)]
 
 
-BLOCKS = all_blocks()
-RUNNABLE = [block for block in BLOCKS if block.marker is None]
-FRAGMENTS = [block for block in BLOCKS if block.marker == NOT_RUN]
-
-
-def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def run(args: list[str], cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1", "PYTHONDONTWRITEBYTECODE": "1"}
     for name in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         env.pop(name, None)
     env["AWS_ACCESS_KEY_ID"] = env["AWS_SECRET_ACCESS_KEY"] = "testing"
     return subprocess.run(
-        args, cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False
+        args,
+        cwd=cwd,
+        env=env,
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
     )
 
 
 def test_the_docs_have_python_blocks() -> None:
-    assert len(RUNNABLE) >= 10
+    assert len(BLOCKS) >= 20
 
 
-def test_every_block_is_run_or_marked_not_run() -> None:
-    unknown = [
-        f"{block.id} {block.marker}" for block in BLOCKS if block.marker not in (None, NOT_RUN)
-    ]
-    assert unknown == [], f"blocks after an unknown marker (use {NOT_RUN!r}): {unknown}"
-    assert len(RUNNABLE) + len(FRAGMENTS) == len(BLOCKS)
+def test_no_block_is_skipped() -> None:
+    marked = [f"{block.id} {block.marker}" for block in BLOCKS if block.marker is not None]
+    assert marked == [], f"only a '{SETUP}' comment may precede a python block: {marked}"
+    skipping = [page.name for page in PAGES if "not-run" in page.read_text(encoding="utf-8")]
+    assert skipping == [], f"every block must run; remove the not-run markers: {skipping}"
 
 
-@pytest.mark.parametrize("block", FRAGMENTS, ids=lambda block: block.id)
-def test_a_not_run_block_is_a_fragment_that_parses_or_is_elided(block: Block) -> None:
-    if "..." in block.code:
-        return
-    ast.parse(block.code)
+def test_every_setup_and_teardown_belongs_to_a_block() -> None:
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        blocks = [block for block in BLOCKS if block.page == page.name]
+        assert text.count(SETUP) == sum(1 for block in blocks if block.setup), page.name
+        assert text.count(TEARDOWN) == sum(1 for block in blocks if block.teardown), page.name
 
 
-@pytest.mark.parametrize("block", RUNNABLE, ids=lambda block: block.id)
+@pytest.mark.parametrize("block", BLOCKS, ids=lambda block: block.id)
 def test_block_runs(block: Block, tmp_path: Path) -> None:
     if block.is_test_module:
         path = tmp_path / "test_doc_block.py"
-        path.write_text(block.code, encoding="utf-8")
+        path.write_text(block.program, encoding="utf-8")
         (tmp_path / "pytest.ini").write_text(
             "[pytest]\nasyncio_default_fixture_loop_scope = function\n", encoding="utf-8"
         )
@@ -110,6 +174,10 @@ def test_block_runs(block: Block, tmp_path: Path) -> None:
         assert " passed" in result.stdout
     else:
         path = tmp_path / "doc_block.py"
-        path.write_text(block.code, encoding="utf-8")
-        result = run([sys.executable, str(path)], tmp_path)
+        path.write_text(block.program, encoding="utf-8")
+        if block.has_top_level_await:
+            args = [sys.executable, "-c", ASYNC_RUNNER, str(path)]
+        else:
+            args = [sys.executable, str(path)]
+        result = run(args, tmp_path, stdin="\n")
         assert result.returncode == 0, f"{block.id}\n{result.stdout}\n{result.stderr}"
