@@ -10,6 +10,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final, Literal, TypeVar
 
+from pytest_securetunnel._stopping import note_stop_failure
 from pytest_securetunnel.protocol import MessageType, TunnelMessage
 from pytest_securetunnel.service import SecureTunnelFake, Tunnel
 
@@ -150,7 +151,7 @@ class TunnelProxy:
         except Exception as stop_error:
             if exc is None:
                 raise
-            _add_note(exc, f"TunnelProxy also failed while stopping: {stop_error}")
+            note_stop_failure(exc, "TunnelProxy", stop_error)
 
     async def __aenter__(self) -> TunnelProxy:
         """Start on the running loop."""
@@ -168,7 +169,7 @@ class TunnelProxy:
         except Exception as stop_error:
             if exc is None:
                 raise
-            _add_note(exc, f"TunnelProxy also failed while stopping: {stop_error}")
+            note_stop_failure(exc, "TunnelProxy", stop_error)
 
     async def _open(self) -> None:
         core = ProxyCore(
@@ -459,9 +460,3 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
-
-
-def _add_note(exc: BaseException, note: str) -> None:
-    add_note = getattr(exc, "add_note", None)  # Python 3.11+
-    if add_note is not None:
-        add_note(note)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_securetunnel._realtime import real_monotonic
 from pytest_securetunnel._sigv4 import sigv4_scope
+from pytest_securetunnel._stopping import note_stop_failure
 from pytest_securetunnel.service import FakeInternalError, SecureTunnelFake, WireResponse
 from pytest_securetunnel.service._model import operation_names, target_prefix
 
@@ -213,9 +214,7 @@ class SecureTunnelServer:
         except Exception as stop_error:
             if exc is None:
                 raise
-            add_note = getattr(exc, "add_note", None)
-            if add_note is not None:
-                add_note(f"SecureTunnelServer also failed while stopping: {stop_error}")
+            note_stop_failure(exc, "SecureTunnelServer", stop_error)
 
     @property
     def running(self) -> bool:
