@@ -80,7 +80,7 @@ async def test_async_with_runs_on_the_callers_loop(fake: SecureTunnelFake) -> No
     opened = open_tunnel(fake)
     before = threading.active_count()
     async with TunnelProxy(fake, tls=False) as proxy:
-        assert threading.active_count() == before  # no thread in this mode
+        assert threading.active_count() <= before  # no thread in this mode
         src, dst = await connect_pair(proxy, opened)
         await start_stream(src, dst)
         with pytest.raises(RuntimeError, match="wait_for_async"):
@@ -118,8 +118,10 @@ def test_stop_leaves_no_threads_or_sockets_and_is_fast(fake: SecureTunnelFake) -
     proxy.stop()
     stop_s = time.perf_counter() - started
     client.close()
-    assert set(threading.enumerate()) == threads
-    assert _open_sockets() == sockets
+    # Only what this test started counts: under xdist, earlier tests' threads and
+    # sockets in the same worker may still be finishing.
+    assert set(threading.enumerate()) - threads == set()
+    assert _open_sockets() <= sockets
     assert start_s < 1 and stop_s < 1, (start_s, stop_s)  # milliseconds; 0.2 s grace here
     assert proxy.wait_for("disconnected").code == 1001
     assert describe(fake, opened["tunnelId"])["sourceConnectionState"]["status"] == "DISCONNECTED"
