@@ -29,6 +29,16 @@ class LoopThread:
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._thread.start()
 
+    @classmethod
+    def start_with(cls, name: str, coroutine: Coroutine[Any, Any, _T]) -> tuple[LoopThread, _T]:
+        """A new loop thread and ``coroutine``'s result on it; the thread is stopped if it fails."""
+        thread = cls(name)
+        try:
+            return thread, thread.run(coroutine)
+        except BaseException:
+            thread.stop()
+            raise
+
     @property
     def running(self) -> bool:
         """Whether the thread (and its loop) still runs."""

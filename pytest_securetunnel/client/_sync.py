@@ -49,26 +49,22 @@ class SyncTunnelClient:
         drop_stale: bool = True,
     ) -> SyncTunnelClient:
         """Connect; the arguments are those of :meth:`TunnelClient.connect`."""
-        thread = LoopThread(f"SyncTunnelClient {ClientMode(mode).value}")
-        try:
-            client = thread.run(
-                TunnelClient.connect(
-                    endpoint,
-                    token,
-                    mode,
-                    client_token=client_token,
-                    version=version,
-                    ssl=ssl,
-                    token_in=token_in,
-                    extra_headers=extra_headers,
-                    open_timeout=open_timeout,
-                    wait_service_ids=wait_service_ids,
-                    drop_stale=drop_stale,
-                )
-            )
-        except BaseException:
-            thread.stop()
-            raise
+        thread, client = LoopThread.start_with(
+            f"SyncTunnelClient {ClientMode(mode).value}",
+            TunnelClient.connect(
+                endpoint,
+                token,
+                mode,
+                client_token=client_token,
+                version=version,
+                ssl=ssl,
+                token_in=token_in,
+                extra_headers=extra_headers,
+                open_timeout=open_timeout,
+                wait_service_ids=wait_service_ids,
+                drop_stale=drop_stale,
+            ),
+        )
         return cls(client, thread)
 
     # -- state (see TunnelClient) ----------------------------------------------------------

@@ -58,12 +58,9 @@ class SyncLocalProxy:
         """Start the loop thread and the proxy; see :meth:`LocalProxy.start`."""
         if self._thread is not None:
             raise RuntimeError("the SyncLocalProxy was already started")
-        self._thread = LoopThread(f"SyncLocalProxy {self.proxy.mode.value}")
-        try:
-            self._thread.run(self.proxy.start())
-        except BaseException:
-            self._thread.stop()
-            raise
+        self._thread, _ = LoopThread.start_with(
+            f"SyncLocalProxy {self.proxy.mode.value}", self.proxy.start()
+        )
         return self
 
     def stop(self) -> None:
@@ -140,12 +137,9 @@ class SyncEchoPeer:
         **options: Any,
     ) -> SyncEchoPeer:
         """Connect and start echoing; ``options`` as for :meth:`TunnelClient.connect`."""
-        thread = LoopThread("SyncEchoPeer")
-        try:
-            peer = thread.run(EchoPeer.connect(endpoint, token, mode, **options))
-        except BaseException:
-            thread.stop()
-            raise
+        thread, peer = LoopThread.start_with(
+            "SyncEchoPeer", EchoPeer.connect(endpoint, token, mode, **options)
+        )
         return cls(peer, thread)
 
     @property
