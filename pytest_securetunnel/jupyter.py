@@ -15,14 +15,13 @@ Device notifications: none
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 import time
 from collections.abc import Iterable, Sequence
 from html import escape
 from typing import Any
 
-from pytest_securetunnel.report import mask, mask_token
+from pytest_securetunnel.report import mask_token, summary
 from pytest_securetunnel.service import CallRecord, Clock, Notification, SecureTunnelFake, Tunnel
 
 #: What a tunnel view reads the time from: the fake, its clock, epoch seconds, or
@@ -145,13 +144,12 @@ def _call_outcome(record: CallRecord) -> str:
 
 
 def _call_params(record: CallRecord) -> str:
-    text = json.dumps(mask(record.params), sort_keys=True, default=str)
-    return text if len(text) <= 200 else text[:197] + "..."
+    return summary(record.params)
 
 
 def _notification_text(note: Notification) -> str:
     services = ", ".join(str(s) for s in note.payload.get("services", [])) or "-"
-    token = mask_token(note.access_token)
+    token = mask_token(note.access_token, "destination")
     return f"{note.topic} ({note.reason}) tunnel {note.tunnel_id} services {services} token {token}"
 
 
@@ -375,7 +373,7 @@ def render_fake_html(fake: SecureTunnelFake, *, calls: int = 10, notifications: 
                         escape(note.reason),
                         f"<code>{escape(note.tunnel_id)}</code>",
                         escape(", ".join(str(s) for s in note.payload.get("services", []))),
-                        f"<code>{escape(mask_token(note.access_token))}</code>",
+                        f"<code>{escape(mask_token(note.access_token, 'destination'))}</code>",
                     )
                     for number, note in recent_notes
                 ),

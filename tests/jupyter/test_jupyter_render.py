@@ -17,6 +17,7 @@ from pytest_securetunnel.jupyter import (
     render_tunnel_text,
     timeline,
 )
+from pytest_securetunnel.report import mask_token
 
 MALICIOUS = '<script>alert("x")</script> & <img src=x onerror=y>'
 
@@ -85,7 +86,7 @@ def test_access_tokens_are_masked(securetunnel: SecureTunnelFake, securetunnel_c
     for view in (render_fake_html(securetunnel), render_fake_text(securetunnel)):
         assert token not in view
         assert securetunnel.tunnel(tunnel_id).source_token not in view
-        assert f"{token[:8]}...(600 chars)" in view
+        assert mask_token(token, "destination") in view
         assert "RotateTunnelAccessToken" in view
 
 
