@@ -69,8 +69,7 @@ def test_failure_report_lists_calls_with_tokens_masked(pytester: pytest.Pytester
         [
             "*securetunnel calls*",
             "seed=42 (replay with --securetunnel-seed=42)",
-            '  1. OpenTunnel({"description": "hello"}) -> '
-            '*"sourceAccessToken": "source-token#*"*',
+            '  1. OpenTunnel({"description": "hello"}) -> *"sourceAccessToken": "source-token#*"*',
             '  2. DescribeTunnel({"tunnelId": "nope"}) -> '
             "ResourceNotFoundException: Tunnel nope not found",
         ]

@@ -81,14 +81,22 @@ async def open_tunnel_websocket(
     """Open the WebSocket to the tunneling proxy and check the negotiated subprotocol.
 
     Raises :class:`HandshakeRefused` for an HTTP error response and :class:`HandshakeError`
-    for any other handshake failure. Connection errors (``OSError``) propagate.
+    for any other handshake failure, an untrusted certificate included. ``ValueError`` for
+    ``ssl=`` with a ``ws://`` endpoint. Connection errors (``OSError``) propagate.
     """
     url = tunnel_url(endpoint, mode, secure=ssl is not None)
+    if ssl is not None and url.startswith("ws://"):
+        raise ValueError(
+            f"endpoint {endpoint!r} is plain ws:// but ssl= was given: pair ssl= with a "
+            "wss:// endpoint (proxy.tls_endpoint, ssl=proxy.ssl_context), or drop ssl= "
+            "to use the ws:// endpoint (proxy.endpoint)"
+        )
     headers = _handshake_headers(token, token_in, client_token, extra_headers)
     try:
         websocket = await connect(
             url,
-            ssl=ssl,
+            # wss:// without a context: the system's trust store, as any client would.
+            ssl=ssl if ssl is not None or url.startswith("ws://") else True,
             # localproxy offers exactly one subprotocol.
             subprotocols=[Subprotocol(version.subprotocol)],
             additional_headers=headers,
@@ -106,6 +114,16 @@ async def open_tunnel_websocket(
         raise _refusal(exc) from None
     except InvalidHandshake as exc:
         raise HandshakeError(f"WebSocket handshake with {url} failed: {exc}") from exc
+    except ssl_module.SSLCertVerificationError as exc:
+        hint = (
+            "the toolkit's proxy uses its own CA: pass ssl=proxy.ssl_context with "
+            "proxy.tls_endpoint, or use proxy.endpoint (ws://) without ssl="
+            if ssl is None
+            else "the ssl= context does not trust the server's certificate"
+        )
+        raise HandshakeError(
+            f"TLS certificate of {url} not trusted ({exc.verify_message}): {hint}"
+        ) from exc
     if websocket.subprotocol is None:
         await websocket.close()
         # localproxy: a 101 without Sec-WebSocket-Protocol is an error.

@@ -12,6 +12,7 @@ from helpers_client import app_address, echo_exchange, start_echo_app, thread_na
 from pytest_securetunnel import SecureTunnelFake
 from pytest_securetunnel.client import (
     EchoPeer,
+    HandshakeError,
     HandshakeRefused,
     LocalProxy,
     SyncEchoPeer,
@@ -143,3 +144,22 @@ def test_sync_clients_through_the_proxy(fake: SecureTunnelFake, proxy: TunnelPro
         assert source.receive_data("SSH") == b"sync"
         assert peer.echoed_bytes == 4
     assert thread_names() == before
+
+
+async def test_ssl_with_a_plain_endpoint_names_the_pairing(fake: SecureTunnelFake) -> None:
+    tunnel = open_tunnel(fake)
+    with TunnelProxy(fake) as proxy:
+        with pytest.raises(ValueError, match=r"plain ws:// but ssl= was given.*tls_endpoint"):
+            await TunnelClient.connect(
+                proxy.endpoint, tunnel["sourceAccessToken"], "source", ssl=proxy.ssl_context
+            )
+        assert fake.tunnel(tunnel["tunnelId"]).source_token == tunnel["sourceAccessToken"]
+
+
+async def test_tls_endpoint_without_ssl_names_the_pairing(fake: SecureTunnelFake) -> None:
+    tunnel = open_tunnel(fake)
+    with (
+        TunnelProxy(fake) as proxy,
+        pytest.raises(HandshakeError, match=r"not trusted.*ssl=proxy.ssl_context"),
+    ):
+        await TunnelClient.connect(proxy.tls_endpoint, tunnel["sourceAccessToken"], "source")
