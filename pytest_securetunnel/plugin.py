@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -111,10 +112,21 @@ def securetunnel(request: pytest.FixtureRequest) -> Iterator[SecureTunnelFake]:
         yield fake
 
 
+def _import_for(fixture: str, module: str, extra: str, needs: str) -> Any:
+    """Import ``module`` for ``fixture``, or say which extra to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(
+            f"the {fixture} fixture needs {needs}: "
+            f"pip install 'pytest-securetunnel[{extra}]' ({exc})"
+        ) from exc
+
+
 @pytest.fixture
 def securetunnel_client(securetunnel: SecureTunnelFake) -> Any:
     """A boto3 ``iotsecuretunneling`` client in the fake's default region, with test keys."""
-    import boto3
+    boto3 = _import_for("securetunnel_client", "boto3", "boto3", "boto3")
 
     return boto3.client(
         "iotsecuretunneling",
@@ -141,9 +153,13 @@ def securetunnel_proxy(securetunnel: SecureTunnelFake) -> Iterator[TunnelProxy]:
     It runs on its own event-loop thread and is stopped after the test; an error inside
     the proxy fails the test at teardown.
     """
-    from pytest_securetunnel.proxy import TunnelProxy
-
-    with TunnelProxy(securetunnel) as proxy:
+    proxy_module = _import_for(
+        "securetunnel_proxy",
+        "pytest_securetunnel.proxy",
+        "dataplane",
+        "the data-plane extra (websockets, protobuf, trustme)",
+    )
+    with proxy_module.TunnelProxy(securetunnel) as proxy:
         yield proxy
 
 

@@ -157,3 +157,21 @@ def test_proxy_fixture_serves_the_fake_and_leaves_no_thread(pytester: pytest.Pyt
         """
     )
     pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly").assert_outcomes(passed=2)
+
+
+@pytest.mark.parametrize(
+    ("fixture", "blocked", "extra"),
+    [
+        ("securetunnel_client", "boto3", "boto3"),
+        ("securetunnel_proxy", "websockets", "dataplane"),
+    ],
+)
+def test_a_fixture_without_its_extra_says_what_to_install(
+    pytester: pytest.Pytester, fixture: str, blocked: str, extra: str
+) -> None:
+    pytester.makeconftest(f"import sys\nsys.modules[{blocked!r}] = None\n")
+    pytester.makepyfile(f"def test_it({fixture}):\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    assert f"ImportError: the {fixture} fixture needs" in result.stdout.str()
+    assert f"pip install 'pytest-securetunnel[{extra}]'" in result.stdout.str()
