@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from html import escape
 from typing import Any
 
+from pytest_securetunnel import _timeline
 from pytest_securetunnel.report import mask_token, summary
 from pytest_securetunnel.service import CallRecord, Clock, Notification, SecureTunnelFake, Tunnel
 
@@ -177,6 +178,7 @@ def render_tunnel_text(tunnel: Tunnel, fake: TimeSource = None) -> str:
     ]
     if tunnel.description is not None:
         lines.append(f"  description {tunnel.description!r}")
+    lines.extend("  " + line for line in _timeline.text_chart(_picture(tunnel, now, fake)))
     for when, text in timeline(tunnel, now):
         lines.append(f"  +{format_duration(when - tunnel.created_at):>8}  {text}")
     return "\n".join(lines)
@@ -189,7 +191,7 @@ def render_fake_text(fake: SecureTunnelFake, *, calls: int = 10, notifications: 
     tunnels = _all_tunnels(fake)
     lines.append(f"Tunnels: {len(tunnels)}" if tunnels else "Tunnels: none")
     for tunnel in tunnels:
-        lines.extend("  " + line for line in render_tunnel_text(tunnel, now).splitlines())
+        lines.extend("  " + line for line in render_tunnel_text(tunnel, fake).splitlines())
     recent_calls = _recent(fake.calls, calls)
     lines.append(
         f"Recent calls: {len(recent_calls)} of {len(fake.calls)}"
@@ -233,29 +235,20 @@ def _table(headers: Iterable[str], rows: Iterable[Iterable[str]]) -> str:
     )
 
 
-def _timeline_html(tunnel: Tunnel, now: float) -> str:
+def _picture(tunnel: Tunnel, now: float, source: TimeSource) -> _timeline.Lanes:
+    notes = source.notifications if isinstance(source, SecureTunnelFake) else ()
+    return _timeline.lanes(tunnel, timeline(tunnel, now), now, notes)
+
+
+def _timeline_html(tunnel: Tunnel, now: float, source: TimeSource) -> str:
     events = timeline(tunnel, now)
-    end = tunnel.ended_at(now)
-    span_end = max(end if end is not None else now, tunnel.created_at + 1.0)
-    span = span_end - tunnel.created_at
-    markers = []
-    for when, text in events:
-        left = min(100.0, max(0.0, (when - tunnel.created_at) / span * 100.0))
-        markers.append(
-            f'<span title="{escape(text)} at {escape(_iso(when))}" style="position: absolute; '
-            f"left: {left:.1f}%; top: -3px; width: 8px; height: 8px; margin-left: -4px; "
-            f'border-radius: 50%; background: #0969da"></span>'
-        )
-    bar = (
-        '<div class="securetunnel-timeline-bar" style="position: relative; height: 2px; '
-        f'background: #d0d7de; margin: 8px 6px">{"".join(markers)}</div>'
-    )
     items = "".join(
         f"<li><code>+{escape(format_duration(when - tunnel.created_at))}</code> "
         f"{escape(text)} <small>{escape(_iso(when))}</small></li>"
         for when, text in events
     )
-    return f'{bar}<ol class="securetunnel-timeline" style="margin: 2px 0">{items}</ol>'
+    picture = _timeline.svg(_picture(tunnel, now, source))
+    return f'{picture}<ol class="securetunnel-timeline" style="margin: 2px 0">{items}</ol>'
 
 
 def render_tunnel_html(tunnel: Tunnel, fake: TimeSource = None) -> str:
@@ -290,7 +283,7 @@ def render_tunnel_html(tunnel: Tunnel, fake: TimeSource = None) -> str:
         f'<div class="securetunnel-tunnel" style="{_STYLE}">'
         f"<div><b>Tunnel</b> <code>{escape(tunnel.tunnel_id)}</code> {_badge(status)}</div>"
         f'{description}<table style="{_TABLE_STYLE}">{table}</table>'
-        f"{_timeline_html(tunnel, now)}</div>"
+        f"{_timeline_html(tunnel, now, fake)}</div>"
     )
 
 
