@@ -79,10 +79,14 @@ def find_localproxy(environ: Mapping[str, str] | None = None) -> str:
     configured = env.get(LOCALPROXY_ENV_VAR)
     if configured:
         if not os.path.exists(configured):
-            raise LocalProxyNotFound(f"{LOCALPROXY_ENV_VAR}={configured!r} does not exist")
+            raise LocalProxyNotFound(
+                f"reference localproxy binary not found: {LOCALPROXY_ENV_VAR}={configured!r} "
+                "does not exist"
+            )
         if not (os.path.isfile(configured) and os.access(configured, os.X_OK)):
             raise LocalProxyNotFound(
-                f"{LOCALPROXY_ENV_VAR}={configured!r} is not an executable file"
+                f"reference localproxy binary not usable: {LOCALPROXY_ENV_VAR}={configured!r} "
+                "is not an executable file"
             )
         return configured
     on_path = shutil.which("localproxy", path=env.get("PATH"))
@@ -92,7 +96,7 @@ def find_localproxy(environ: Mapping[str, str] | None = None) -> str:
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
     raise LocalProxyNotFound(
-        "the reference localproxy binary was not found: set "
+        "reference localproxy binary not found: set "
         f"{LOCALPROXY_ENV_VAR}=/path/to/localproxy, put localproxy on PATH, or install it "
         f"as {DEFAULT_LOCALPROXY_PATHS[0]}"
     )
@@ -231,7 +235,7 @@ class ReferenceLocalProxy:
 
         ``region`` picks that region's endpoint when the proxy serves one per region
         (``tls_endpoint_for``); by default the proxy's own endpoint. Other keyword
-        arguments are those of the constructor.
+        arguments are those of the constructor (``ca_dir=None`` passes no ``-c``).
         """
         endpoint = proxy.host_port
         if region is not None:
@@ -243,14 +247,8 @@ class ReferenceLocalProxy:
                 )
             parts = urlsplit(str(per_region(region)))
             endpoint = f"{parts.hostname}:{parts.port}"
-        return cls(
-            access_token,
-            mode,
-            services,
-            endpoint=endpoint,
-            ca_dir=proxy.ca_dir,
-            **options,  # type: ignore[arg-type]
-        )
+        options.setdefault("ca_dir", proxy.ca_dir)
+        return cls(access_token, mode, services, endpoint=endpoint, **options)  # type: ignore[arg-type]
 
     # -- life ------------------------------------------------------------------------------
 
