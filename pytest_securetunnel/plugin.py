@@ -153,7 +153,7 @@ def securetunnel_proxy(securetunnel: SecureTunnelFake) -> Iterator[TunnelProxy]:
 
 @pytest.fixture
 def securetunnel_localproxy(
-    request: pytest.FixtureRequest, securetunnel_proxy: TunnelProxy, tmp_path: Path
+    request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[Callable[..., ReferenceLocalProxy]]:
     """Start the reference C++ ``localproxy`` against ``securetunnel_proxy``.
 
@@ -175,6 +175,7 @@ def securetunnel_localproxy(
         binary = find_localproxy()
     except LocalProxyNotFound as exc:
         pytest.skip(str(exc))
+    proxy: TunnelProxy = request.getfixturevalue("securetunnel_proxy")
     started: list[ReferenceLocalProxy] = []
     request.node.stash[_LOCALPROXIES_KEY] = started
 
@@ -194,7 +195,7 @@ def securetunnel_localproxy(
             options["workdir"] = tmp_path / f"localproxy-{len(started) + 1}"
             options["workdir"].mkdir()
         local = ReferenceLocalProxy.for_proxy(
-            securetunnel_proxy, access_token, mode, services, region=region, **options
+            proxy, access_token, mode, services, region=region, **options
         )
         started.append(local)
         local.start()

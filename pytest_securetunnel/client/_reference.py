@@ -564,7 +564,11 @@ def _matches(marker: str | re.Pattern[str], line: str) -> str | re.Match[str] | 
 
 
 def _show(marker: str | re.Pattern[str]) -> str:
-    return repr(marker if isinstance(marker, str) else marker.pattern)
+    if isinstance(marker, str):
+        return repr(marker)
+    if marker is _READY_OR_BIND_FAILED:
+        return "'Listening for new connection on port N'"
+    return f"/{marker.pattern}/"
 
 
 def _listening_ports() -> set[int] | None:
