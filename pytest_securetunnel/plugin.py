@@ -160,7 +160,9 @@ def securetunnel_localproxy(
     ``securetunnel_localproxy(access_token, "source" | "destination", {"SSH": port},
     *, ready=True, timeout=10.0, region=None, **options)`` returns a running
     :class:`~pytest_securetunnel.client.ReferenceLocalProxy` (``ports``, ``log``,
-    ``returncode``, ``stop()``, ``wait_for()``), by default once it is ready. The binary
+    ``returncode``, ``stop()``, ``wait_for()``), by default once it is ready. Source
+    ports left ``None`` (or 0) are chosen free. ``region`` runs it with ``-r REGION``
+    mapped to the proxy, as an agent does with a notification's region. The binary
     is ``$SECURETUNNEL_LOCALPROXY``, ``localproxy`` on ``PATH`` or
     ``/opt/localproxy/localproxy``; without one the test is skipped. Every process is
     stopped after the test, and a failed test's report shows their logs.

@@ -10,6 +10,7 @@ over :meth:`ReferenceLocalProxy.for_proxy`.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -150,6 +151,10 @@ class ReferenceLocalProxy:
             (destination).
         endpoint: ``host:port`` of the TLS data endpoint (``-e``), e.g.
             :attr:`TunnelProxy.host_port`.
+        region: run with ``-r REGION`` instead of ``-e``, as an agent does with the
+            region of a notification; ``REGION`` is mapped to ``endpoint`` with the
+            ``tunneling.proxy.region_endpoint_overrides`` setting (a ``--settings-json``
+            file in ``workdir``, so ``args`` must not carry another).
         ca_dir: OpenSSL hashed CA directory (``-c``), e.g. :attr:`TunnelProxy.ca_dir`;
             ``None`` passes no ``-c``.
         binary: the executable; default :func:`find_localproxy`.
@@ -173,6 +178,7 @@ class ReferenceLocalProxy:
         services: Mapping[str, int | str | None],
         *,
         endpoint: str,
+        region: str | None = None,
         ca_dir: str | None = None,
         binary: str | None = None,
         client_token: str | None = None,
@@ -197,7 +203,13 @@ class ReferenceLocalProxy:
         self.access_token = access_token
         self.mode: Literal["source", "destination"] = mode
         self.services = dict(services)
+        if region is not None and "--settings-json" in args:
+            raise ValueError(
+                "region= passes its own --settings-json; put other settings in it with args "
+                "left free of --settings-json, or use endpoint alone"
+            )
         self.endpoint = endpoint
+        self.region = region
         self.ca_dir = ca_dir
         self.binary = binary if binary is not None else find_localproxy()
         self.client_token = client_token
@@ -233,22 +245,25 @@ class ReferenceLocalProxy:
     ) -> ReferenceLocalProxy:
         """A local proxy for ``proxy``'s TLS endpoint, trusting its CA (``-c ca_dir``).
 
-        ``region`` picks that region's endpoint when the proxy serves one per region
-        (``tls_endpoint_for``); by default the proxy's own endpoint. Other keyword
+        With ``region`` it runs as an agent does with a notification's region
+        (``-r REGION``), the region mapped to that region's endpoint of the proxy
+        (``tls_endpoint_for`` where the proxy has one, else its endpoint). Other keyword
         arguments are those of the constructor (``ca_dir=None`` passes no ``-c``).
         """
         endpoint = proxy.host_port
-        if region is not None:
-            per_region = getattr(proxy, "tls_endpoint_for", None)
-            if per_region is None:
-                raise ReferenceLocalProxyError(
-                    f"region={region!r}: this TunnelProxy serves one endpoint for every "
-                    "region; leave region unset"
-                )
+        per_region = getattr(proxy, "tls_endpoint_for", None)
+        if region is not None and per_region is not None:
             parts = urlsplit(str(per_region(region)))
             endpoint = f"{parts.hostname}:{parts.port}"
         options.setdefault("ca_dir", proxy.ca_dir)
-        return cls(access_token, mode, services, endpoint=endpoint, **options)  # type: ignore[arg-type]
+        return cls(
+            access_token,
+            mode,
+            services,
+            endpoint=endpoint,
+            region=region,
+            **options,  # type: ignore[arg-type]
+        )
 
     # -- life ------------------------------------------------------------------------------
 
@@ -277,8 +292,7 @@ class ReferenceLocalProxy:
         trust = ["-c", self.ca_dir] if self.ca_dir is not None else []
         self.args = [
             self.binary,
-            "-e",
-            self.endpoint,
+            *self._endpoint_args(),
             *trust,
             *side,
             "-v",
@@ -313,6 +327,15 @@ class ReferenceLocalProxy:
         ]
         for reader in self._readers:
             reader.start()
+
+    def _endpoint_args(self) -> list[str]:
+        if self.region is None:
+            return ["-e", self.endpoint]
+        assert self._workdir is not None
+        settings = self._workdir / "securetunnel-settings.json"
+        overrides = {"region_endpoint_overrides": {self.region: self.endpoint}}
+        settings.write_text(json.dumps({"tunneling": {"proxy": overrides}}), encoding="utf-8")
+        return ["-r", self.region, "--settings-json", str(settings)]
 
     def _read(self, stream: IO[str]) -> None:
         try:

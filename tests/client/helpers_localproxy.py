@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 SCRIPT = r"""
-import os, signal, socket, sys, time
+import json, os, signal, socket, sys, time
 
 def log(level, text):
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -30,7 +30,13 @@ log("info", "Starting proxy in " + ("source" if "-s" in options else "destinatio
 token = os.environ.get("AWSIOT_TUNNEL_ACCESS_TOKEN", "")
 log("debug", f"argv={' '.join(args)} token-length={len(token)} "
     f"client-token={os.environ.get('AWSIOT_TUNNEL_CLIENT_TOKEN', '-')}")
-log("info", f"Successfully established websocket connection with proxy server: wss://{options['-e']}")
+if "-r" in options:  # localproxy maps the region through region_endpoint_overrides
+    with open(options["--settings-json"]) as settings:
+        overrides = json.load(settings)["tunneling"]["proxy"]["region_endpoint_overrides"]
+    endpoint = overrides[options["-r"]]
+else:
+    endpoint = options["-e"]
+log("info", f"Successfully established websocket connection with proxy server: wss://{endpoint}")
 if behaviour == "exit":
     log("error", "Web socket close received. Code: 1011; Reason: fake failure")
     sys.exit(1)

@@ -6,6 +6,7 @@ is absent (CI); tests/interop runs the real one.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -223,48 +224,49 @@ def test_wait_for_times_out_with_the_log_tail(binary: Path) -> None:
     )
 
 
-def test_for_proxy_uses_the_regional_endpoint_when_the_proxy_has_one(binary: Path) -> None:
-    class RegionalProxy:
-        host_port = "127.0.0.1:1111"
-        ca_dir = CA_DIR
+class OneEndpoint:
+    host_port = "127.0.0.1:1111"
+    ca_dir = CA_DIR
 
-        def tls_endpoint_for(self, region: str) -> str:
-            assert region == "eu-west-1"
-            return "wss://localhost:2222"
 
+class RegionalEndpoints(OneEndpoint):
+    def tls_endpoint_for(self, region: str) -> str:
+        return {"eu-west-1": "wss://localhost:2222"}[region]
+
+
+@pytest.mark.parametrize(
+    ("proxy", "endpoint"),
+    [(OneEndpoint(), "127.0.0.1:1111"), (RegionalEndpoints(), "localhost:2222")],
+)
+def test_region_runs_with_r_and_maps_the_region_to_the_endpoint(
+    binary: Path, proxy: Any, endpoint: str
+) -> None:
+    with ReferenceLocalProxy.for_proxy(
+        proxy, "TOKEN", "destination", {"SSH": 22}, region="eu-west-1", binary=str(binary)
+    ) as local:
+        local.wait_ready()
+        settings = Path(local.args[4])
+        assert local.args[1:6] == ["-r", "eu-west-1", "--settings-json", str(settings), "-c"]
+        assert json.loads(settings.read_text(encoding="utf-8")) == {
+            "tunneling": {"proxy": {"region_endpoint_overrides": {"eu-west-1": endpoint}}}
+        }
+        local.wait_for(f"with proxy server: wss://{endpoint}")
+
+
+def test_without_region_the_default_endpoint_is_used(binary: Path) -> None:
     local = ReferenceLocalProxy.for_proxy(
-        RegionalProxy(),  # type: ignore[arg-type]
+        RegionalEndpoints(),  # type: ignore[arg-type]
         "TOKEN",
-        "destination",
-        {"SSH": 22},
-        region="eu-west-1",
+        "source",
+        {"SSH": None},
         binary=str(binary),
     )
-    assert (local.endpoint, local.ca_dir) == ("localhost:2222", CA_DIR)
-    default = ReferenceLocalProxy.for_proxy(
-        RegionalProxy(),  # type: ignore[arg-type]
-        "TOKEN",
-        "destination",
-        {"SSH": 22},
-        binary=str(binary),
-    )
-    assert default.endpoint == "127.0.0.1:1111"
+    assert (local.endpoint, local.region, local.ca_dir) == ("127.0.0.1:1111", None, CA_DIR)
 
 
-def test_for_proxy_region_without_regional_endpoints_is_an_error(binary: Path) -> None:
-    class OneEndpoint:
-        host_port = "127.0.0.1:1111"
-        ca_dir = CA_DIR
-
-    with pytest.raises(ReferenceLocalProxyError, match="serves one endpoint for every region"):
-        ReferenceLocalProxy.for_proxy(
-            OneEndpoint(),  # type: ignore[arg-type]
-            "TOKEN",
-            "source",
-            {"SSH": None},
-            region="eu-west-1",
-            binary=str(binary),
-        )
+def test_region_refuses_a_second_settings_file(binary: Path) -> None:
+    with pytest.raises(ValueError, match="region= passes its own --settings-json"):
+        make(binary, "source", {"SSH": None}, region="eu-west-1", args=["--settings-json", "x"])
 
 
 # -- the fixture, as a user's suite uses it ----------------------------------------------------

@@ -716,3 +716,30 @@ def test_localproxy_pings_are_answered(
     assert source.process.poll() is None
     assert destination.process.poll() is None
     assert not [e for e in proxy.events if e.kind in {"violation", "error", "disconnected"}]
+
+
+# -- 7: the data endpoint chosen by region, as agents do ---------------------------------------
+
+
+def test_region_flag_with_an_endpoint_override(
+    fake: SecureTunnelFake,
+    proxy: TunnelProxy,
+    tunnel: dict[str, Any],
+    echo_address: str,
+    start_localproxy: StartLocalProxy,
+) -> None:
+    """``-r REGION`` (what an agent passes from a notification) reaches the fake.
+
+    The settings key ``tunneling.proxy.region_endpoint_overrides.REGION`` maps the
+    region to the proxy instead of ``data.tunneling.iot.REGION.amazonaws.com``.
+    """
+    region = fake.default_region
+    destination = start_localproxy(
+        tunnel["destinationAccessToken"], "destination", {"SSH": echo_address}, region=region
+    )
+    source = start_localproxy(tunnel["sourceAccessToken"], "source", {"SSH": None}, region=region)
+    for client in (source, destination):
+        assert "-e" not in client.args
+        assert client.args[1:3] == ["-r", region]
+        client.wait_for(f"{ESTABLISHED}{proxy.host_port}")
+    assert exchange(source.ports["SSH"], b"found by region") == b"found by region"
