@@ -56,7 +56,6 @@ BIND_FAILED: Final = re.compile(r"Could not bind to address: \S+?:(\d+) -- ")
 _SERVICE_ID = re.compile(r"[a-zA-Z0-9_-]+")
 _BIND_ATTEMPTS: Final = 3
 _STOP_TIMEOUT: Final = 5.0
-_LINE_LIMIT: Final = 100_000  # lines kept in memory; older ones are dropped
 
 
 class ReferenceLocalProxyError(TunnelClientError):
@@ -342,10 +341,6 @@ class ReferenceLocalProxy:
             for line in stream:
                 with self._cond:
                     self.lines.append(line.rstrip("\n"))
-                    if len(self.lines) > _LINE_LIMIT:
-                        dropped = len(self.lines) - _LINE_LIMIT
-                        del self.lines[:dropped]
-                        self._attempt_start = max(0, self._attempt_start - dropped)
                     self._cond.notify_all()
         except (OSError, ValueError):  # the pipe was closed under us at stop()
             pass
@@ -478,17 +473,17 @@ class ReferenceLocalProxy:
                 if self._open_streams == 0:
                     raise ReferenceLocalProxyError(
                         f"{self.name} ended (exit code {self.process.wait()}) without "
-                        f"logging {_show(marker)}; log tail:\n{self.tail_unlocked()}"
+                        f"logging {_show(marker)}; log tail:\n{self._tail_unlocked()}"
                     )
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise ReferenceLocalProxyError(
                         f"{self.name} did not log {_show(marker)} within {timeout}s; "
-                        f"log tail:\n{self.tail_unlocked()}"
+                        f"log tail:\n{self._tail_unlocked()}"
                     )
                 self._cond.wait(remaining)
 
-    def tail_unlocked(self, count: int = 60) -> str:
+    def _tail_unlocked(self, count: int = 60) -> str:
         """:meth:`tail` for callers that hold the log's lock."""
         return "\n".join(self.lines[-count:])
 
