@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Generator, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Generator, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
@@ -20,6 +21,7 @@ from pytest_securetunnel.server import securetunnel_server as _securetunnel_serv
 from pytest_securetunnel.service import Clock, Quotas, SecureTunnelFake
 
 if TYPE_CHECKING:
+    from pytest_securetunnel.client import ReferenceLocalProxy
     from pytest_securetunnel.proxy import TunnelProxy
 
 __all__ = [
@@ -29,11 +31,13 @@ __all__ = [
     "securetunnel_contract",
     "securetunnel_contract_client",
     "securetunnel_data_endpoint",
+    "securetunnel_localproxy",
     "securetunnel_proxy",
     "securetunnel_server",
 ]
 
 _FAKE_KEY = pytest.StashKey[SecureTunnelFake]()
+_LOCALPROXIES_KEY = pytest.StashKey[list["ReferenceLocalProxy"]]()
 
 securetunnel_server = pytest.fixture(_securetunnel_server)
 
@@ -163,6 +167,67 @@ def securetunnel_proxy(securetunnel: SecureTunnelFake) -> Iterator[TunnelProxy]:
         yield proxy
 
 
+@pytest.fixture
+def securetunnel_localproxy(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[..., ReferenceLocalProxy]]:
+    """Start the reference C++ ``localproxy`` against ``securetunnel_proxy``.
+
+    ``securetunnel_localproxy(access_token, "source" | "destination", {"SSH": port},
+    *, ready=True, timeout=10.0, region=None, **options)`` returns a running
+    :class:`~pytest_securetunnel.client.ReferenceLocalProxy` (``ports``, ``log``,
+    ``returncode``, ``stop()``, ``wait_for()``), by default once it is ready. Source
+    ports left ``None`` (or 0) are chosen free. ``region`` runs it with ``-r REGION``
+    mapped to the proxy, as an agent does with a notification's region. The binary
+    is ``$SECURETUNNEL_LOCALPROXY``, ``localproxy`` on ``PATH`` or
+    ``/opt/localproxy/localproxy``; without one the test is skipped. Every process is
+    stopped after the test, and a failed test's report shows their logs.
+    """
+    from pytest_securetunnel.client import (
+        LocalProxyNotFound,
+        ReferenceLocalProxy,
+        find_localproxy,
+    )
+
+    try:
+        binary = find_localproxy()
+    except LocalProxyNotFound as exc:
+        pytest.skip(str(exc))
+    proxy: TunnelProxy = request.getfixturevalue("securetunnel_proxy")
+    started: list[ReferenceLocalProxy] = []
+    request.node.stash[_LOCALPROXIES_KEY] = started
+
+    def start(
+        access_token: str,
+        mode: Literal["source", "destination"],
+        services: Mapping[str, int | str | None],
+        *,
+        ready: bool = True,
+        timeout: float = 10.0,
+        region: str | None = None,
+        **options: Any,
+    ) -> ReferenceLocalProxy:
+        options.setdefault("binary", binary)
+        options.setdefault("name", f"localproxy {mode} #{len(started) + 1}")
+        if "workdir" not in options:  # empty, so no ./config mappings are read
+            options["workdir"] = tmp_path / f"localproxy-{len(started) + 1}"
+            options["workdir"].mkdir()
+        local = ReferenceLocalProxy.for_proxy(
+            proxy, access_token, mode, services, region=region, **options
+        )
+        started.append(local)
+        local.start()
+        if ready:
+            local.wait_ready(timeout)
+        return local
+
+    try:
+        yield start
+    finally:
+        for local in started:
+            local.stop()
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -171,4 +236,7 @@ def pytest_runtest_makereport(
     fake = item.stash.get(_FAKE_KEY, None)
     if fake is not None and report.failed and call.when == "call":
         report.sections.append(("securetunnel calls", format_calls(fake)))
+    if report.failed and call.when in ("setup", "call"):
+        for local in item.stash.get(_LOCALPROXIES_KEY, []):
+            report.sections.append((f"securetunnel {local.name} log", local.describe()))
     return report

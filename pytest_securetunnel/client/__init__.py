@@ -5,6 +5,8 @@
 - :class:`EchoPeer` / :class:`SyncEchoPeer`: a peer that echoes DATA, to test your side.
 - :class:`LocalProxy` / :class:`SyncLocalProxy`: TCP port forwarding with the reference
   local proxy's semantics (V1, V2, V3).
+- :class:`ReferenceLocalProxy`: the reference C++ ``localproxy`` binary as a managed
+  process against a :class:`TunnelProxy` (found by :func:`find_localproxy`).
 """
 
 from ._echo import EchoPeer
@@ -18,6 +20,13 @@ from ._errors import (
 from ._local_proxy import LocalProxy
 from ._mapping import ServiceMapping
 from ._records import MessageMatcher, MessageRecord, message_matcher
+from ._reference import (
+    LocalProxyNotFound,
+    ReferenceLocalProxy,
+    ReferenceLocalProxyError,
+    find_localproxy,
+    reserve_port,
+)
 from ._sync import SyncTunnelClient
 from ._sync_proxy import SyncEchoPeer, SyncLocalProxy
 from ._tunnel_client import DEFAULT_TIMEOUT, TunnelClient
@@ -29,8 +38,11 @@ __all__ = [
     "HandshakeRefused",
     "LocalProxy",
     "LocalProxyError",
+    "LocalProxyNotFound",
     "MessageMatcher",
     "MessageRecord",
+    "ReferenceLocalProxy",
+    "ReferenceLocalProxyError",
     "ServiceMapping",
     "SyncEchoPeer",
     "SyncLocalProxy",
@@ -38,5 +50,7 @@ __all__ = [
     "TunnelClient",
     "TunnelClientError",
     "TunnelClosedError",
+    "find_localproxy",
     "message_matcher",
+    "reserve_port",
 ]

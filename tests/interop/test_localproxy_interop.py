@@ -1,39 +1,36 @@
 """Interoperability with the reference C++ local proxy (aws-iot-securetunneling-localproxy v3).
 
-These tests run the real ``localproxy`` binary against :class:`TunnelProxy` over TLS and
-check what it logs, what the proxy saw and what reached TCP servers behind the tunnel.
-The binary is never built or downloaded here; the tests are skipped unless one is found
-(``SECURETUNNEL_LOCALPROXY``, then ``localproxy`` on ``PATH``, then
-``/opt/localproxy/bin/localproxy``). See ``docs/interop.md``.
+These tests run the real ``localproxy`` binary against :class:`TunnelProxy` over TLS,
+through the ``securetunnel_localproxy`` fixture, and check what it logs, what the proxy
+saw and what reached TCP servers behind the tunnel. The binary is never built or
+downloaded here; without one (``SECURETUNNEL_LOCALPROXY``, ``localproxy`` on ``PATH``,
+``/opt/localproxy/localproxy``) the fixture skips them. See ``docs/interop.md``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import http.server
 import json
 import os
 import re
-import shutil
 import socket
 import socketserver
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any, Final, overload
+from typing import Any, Final
 
 import pytest
 
 from pytest_securetunnel import SecureTunnelFake
-from pytest_securetunnel.client import SyncLocalProxy, SyncTunnelClient
+from pytest_securetunnel.client import ReferenceLocalProxy, SyncLocalProxy, SyncTunnelClient
 from pytest_securetunnel.protocol import MessageType, TunnelMessage
 from pytest_securetunnel.proxy import Mode, ProxyEvent, TunnelProxy
 
-ENV_VAR: Final = "SECURETUNNEL_LOCALPROXY"
-DEFAULT_BINARY: Final = "/opt/localproxy/bin/localproxy"
 V3: Final = "aws.iot.securetunneling-3.0"
 TIMEOUT: Final = 10.0  # seconds for any one thing to happen; normally milliseconds
 
@@ -54,177 +51,7 @@ REUSED_BODY: Final = (
 )
 
 
-def find_localproxy() -> tuple[str | None, str]:
-    """Return the binary to use, or ``None`` and why none is usable."""
-    configured = os.environ.get(ENV_VAR)
-    if configured:
-        if os.path.isfile(configured) and os.access(configured, os.X_OK):
-            return configured, ""
-        return None, f"{ENV_VAR}={configured!r} is not an executable file"
-    on_path = shutil.which("localproxy")
-    if on_path:
-        return on_path, ""
-    if os.path.isfile(DEFAULT_BINARY) and os.access(DEFAULT_BINARY, os.X_OK):
-        return DEFAULT_BINARY, ""
-    return None, (
-        "reference localproxy binary not found: set SECURETUNNEL_LOCALPROXY=/path/to/localproxy, "
-        f"put localproxy on PATH or install it as {DEFAULT_BINARY}"
-    )
-
-
-LOCALPROXY, WHY_NOT = find_localproxy()
-# A binary named explicitly but unusable is an error; no binary at all is a skip.
-pytestmark = pytest.mark.skipif(LOCALPROXY is None and not os.environ.get(ENV_VAR), reason=WHY_NOT)
-
-
-# -- the local proxy process -------------------------------------------------------------
-
-
-class LocalProxyProcess:
-    """A running ``localproxy`` whose output is read line by line by two threads."""
-
-    def __init__(
-        self,
-        args: list[str],
-        token: str,
-        cwd: Path,
-        name: str,
-        extra_env: dict[str, str] | None = None,
-    ) -> None:
-        """Start ``localproxy ARGS`` in ``cwd`` with ``token`` (and ``extra_env``) set."""
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if key.lower() != "https_proxy" and not key.startswith("AWSIOT_TUNNEL_")
-        }
-        env["AWSIOT_TUNNEL_ACCESS_TOKEN"] = token
-        env.update(extra_env or {})
-        assert LOCALPROXY is not None
-        self.name = name
-        self.args = [LOCALPROXY, *args]
-        self.lines: list[str] = []
-        self._cond = threading.Condition()
-        self._open_streams = 2
-        self.process = subprocess.Popen(
-            self.args,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            errors="replace",
-        )
-        assert self.process.stdout is not None
-        assert self.process.stderr is not None
-        self._readers = [
-            threading.Thread(target=self._read, args=(stream,), name=f"{name} {label}")
-            for label, stream in (("stdout", self.process.stdout), ("stderr", self.process.stderr))
-        ]
-        for reader in self._readers:
-            reader.start()
-
-    def _read(self, stream: IO[str]) -> None:
-        try:
-            for line in stream:
-                with self._cond:
-                    self.lines.append(line.rstrip("\n"))
-                    self._cond.notify_all()
-        finally:
-            with self._cond:
-                self._open_streams -= 1
-                self._cond.notify_all()
-
-    @property
-    def log(self) -> str:
-        """Everything the process printed so far."""
-        with self._cond:
-            return "\n".join(self.lines)
-
-    def _tail(self, count: int = 60) -> str:
-        with self._cond:
-            return "\n".join(self.lines[-count:])
-
-    @overload
-    def wait_for(
-        self, marker: str, timeout: float = ..., *, after: int = ...
-    ) -> tuple[int, str]: ...
-
-    @overload
-    def wait_for(
-        self, marker: re.Pattern[str], timeout: float = ..., *, after: int = ...
-    ) -> tuple[int, re.Match[str]]: ...
-
-    def wait_for(
-        self, marker: str | re.Pattern[str], timeout: float = TIMEOUT, *, after: int = 0
-    ) -> tuple[int, str | re.Match[str]]:
-        """Wait for a log line (index >= ``after``) containing ``marker``.
-
-        Returns the line's index and the line (``marker`` a string) or the match (a
-        pattern). Fails at once if the process ends without printing such a line.
-        """
-        deadline = time.monotonic() + timeout
-        index = after
-        with self._cond:
-            while True:
-                while index < len(self.lines):
-                    line = self.lines[index]
-                    if isinstance(marker, str):
-                        if marker in line:
-                            return index, line
-                    elif (found := marker.search(line)) is not None:
-                        return index, found
-                    index += 1
-                remaining = deadline - time.monotonic()
-                if self._open_streams == 0 or remaining <= 0:
-                    state = (
-                        "ended" if self._open_streams == 0 else f"gave no such line in {timeout}s"
-                    )
-                    pattern = marker if isinstance(marker, str) else marker.pattern
-                    raise AssertionError(
-                        f"{self.name} {state} without logging {pattern!r}; "
-                        f"exit code {self.process.poll()}; log tail:\n{self._tail()}"
-                    )
-                self._cond.wait(remaining)
-
-    def count(self, marker: str | re.Pattern[str]) -> int:
-        """Number of log lines containing ``marker``."""
-        with self._cond:
-            if isinstance(marker, str):
-                return sum(marker in line for line in self.lines)
-            return sum(marker.search(line) is not None for line in self.lines)
-
-    def wait_exit(self, timeout: float = TIMEOUT) -> int:
-        """Wait for the process to exit by itself; return its exit code."""
-        try:
-            code = self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(
-                f"{self.name} still runs after {timeout}s; log tail:\n{self._tail()}"
-            ) from None
-        self._join_readers()
-        return code
-
-    def stop(self) -> None:
-        """Terminate (then kill) the process if it runs; close its pipes; join readers."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(3)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._join_readers()
-
-    def _join_readers(self) -> None:
-        for reader in self._readers:
-            reader.join(TIMEOUT)
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
-
-
-StartLocalProxy = Callable[..., LocalProxyProcess]
+StartLocalProxy = Callable[..., ReferenceLocalProxy]
 
 
 # -- TCP servers behind the tunnel --------------------------------------------------------
@@ -280,7 +107,8 @@ def connect(port: int, timeout: float = TIMEOUT) -> socket.socket:
     """Connect to 127.0.0.1:``port``, retrying while the port refuses connections.
 
     localproxy logs "Listening for new connection on port N" a moment before its
-    acceptor listens, so the first connect right after that line can be refused.
+    acceptor listens; the fixture waits for the listening socket on Linux, and this
+    retry covers other systems.
     """
     deadline = time.monotonic() + timeout
     delay = 0.001
@@ -311,14 +139,6 @@ def receive_exactly(sock: socket.socket, size: int) -> bytes:
     return bytes(received)
 
 
-def free_port() -> int:
-    """A port of 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def pattern_bytes(size: int, seed: int) -> bytes:
     """``size`` bytes that differ per ``seed`` (so crossed connections show)."""
     block = bytes((seed * 31 + i) % 251 for i in range(251))
@@ -331,8 +151,6 @@ def pattern_bytes(size: int, seed: int) -> bytes:
 @pytest.fixture(autouse=True)
 def no_leaks() -> Iterator[None]:
     """Fail if a test leaves a thread, a process or a file descriptor behind."""
-    if LOCALPROXY is None:
-        pytest.fail(f"{WHY_NOT} (unset {ENV_VAR} to skip these tests)", pytrace=False)
     threads_before = set(threading.enumerate())
     fds_before = set(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else set()
     yield
@@ -345,15 +163,13 @@ def no_leaks() -> Iterator[None]:
 
 
 @pytest.fixture
-def fake() -> SecureTunnelFake:
-    return SecureTunnelFake()
+def fake(securetunnel: SecureTunnelFake) -> SecureTunnelFake:
+    return securetunnel
 
 
 @pytest.fixture
-def proxy(fake: SecureTunnelFake) -> Iterator[TunnelProxy]:
-    with TunnelProxy(fake) as running:
-        yield running
-    assert not running.errors
+def proxy(securetunnel_proxy: TunnelProxy) -> TunnelProxy:
+    return securetunnel_proxy  # an error inside it fails the test at teardown
 
 
 @pytest.fixture
@@ -375,33 +191,9 @@ def http_address() -> Iterator[str]:
 
 
 @pytest.fixture
-def start_localproxy(proxy: TunnelProxy, tmp_path: Path) -> Iterator[StartLocalProxy]:
-    """Start ``localproxy -e PROXY -c CA_DIR -v 6 ARGS`` (always stopped at teardown).
-
-    Each runs in its own empty directory, so no ``config/`` mapping is picked up.
-    """
-    started: list[LocalProxyProcess] = []
-
-    def start(
-        token: str,
-        *args: str,
-        name: str = "localproxy",
-        ca: list[str] | None = None,
-        env: dict[str, str] | None = None,
-    ) -> LocalProxyProcess:
-        workdir = tmp_path / f"{name}-{len(started)}"
-        workdir.mkdir()
-        trust = ["-c", proxy.ca_dir] if ca is None else ca
-        command = ["-e", proxy.host_port, *trust, "-v", "6", *args]
-        process = LocalProxyProcess(command, token, workdir, name, env)
-        started.append(process)
-        return process
-
-    try:
-        yield start
-    finally:
-        for process in started:
-            process.stop()
+def start_localproxy(securetunnel_localproxy: StartLocalProxy) -> StartLocalProxy:
+    """``securetunnel_localproxy`` at trace level (``-v 6``): the tests read trace lines."""
+    return functools.partial(securetunnel_localproxy, verbosity=6)
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -415,25 +207,24 @@ def connection_status(fake: SecureTunnelFake, tunnel_id: str, mode: Mode) -> str
 
 
 def connect_source(
-    start: StartLocalProxy, token: str, *args: str, env: dict[str, str] | None = None
-) -> tuple[LocalProxyProcess, int]:
+    start: StartLocalProxy, token: str, *args: str, client_token: str | None = None
+) -> tuple[ReferenceLocalProxy, int]:
     """Start a source localproxy for SSH on a free port; return it and the port.
 
-    The port is chosen here: with ``-s SSH=0`` localproxy listens on an ephemeral port
-    but then refuses each connection to it ("Receive incoming connection from
-    non-configured port") and exits.
+    The fixture chooses the port: v3.3.1 refuses ``-s SSH=0``.
     """
-    port = free_port()
-    source = start(token, "-s", f"SSH={port}", *args, name="source", env=env)
+    source = start(token, "source", {"SSH": None}, args=args, client_token=client_token)
     source.wait_for(ESTABLISHED)
     _, listening = source.wait_for(LISTENING)
-    assert int(listening.group(1)) == port
-    return source, port
+    assert int(listening.group(1)) == source.ports["SSH"]
+    return source, source.ports["SSH"]
 
 
-def connect_destination(start: StartLocalProxy, token: str, mapping: str) -> LocalProxyProcess:
+def connect_destination(
+    start: StartLocalProxy, token: str, services: dict[str, int | str | None]
+) -> ReferenceLocalProxy:
     """Start a destination localproxy and wait until it has the service ids."""
-    destination = start(token, "-d", mapping, name="destination")
+    destination = start(token, "destination", services)
     destination.wait_for(ESTABLISHED)
     destination.wait_for(SERVICE_IDS_SEEN)
     return destination
@@ -481,11 +272,9 @@ def test_connects_over_tls_and_receives_service_ids_first(
 ) -> None:
     tunnel_id = tunnel["tunnelId"]
     if mode == "source":
-        client = start_localproxy(tunnel["sourceAccessToken"], "-s", "SSH=0", name=mode)
+        client = start_localproxy(tunnel["sourceAccessToken"], mode, {"SSH": None})
     else:
-        client = start_localproxy(
-            tunnel["destinationAccessToken"], "-d", f"SSH={echo_address}", name=mode
-        )
+        client = start_localproxy(tunnel["destinationAccessToken"], mode, {"SSH": echo_address})
     client.wait_for(SSL_DONE)
     client.wait_for(f"{ESTABLISHED}{proxy.host_port}")
     client.wait_for(f"Web socket subprotocol selected: {V3}")
@@ -518,8 +307,10 @@ def test_certificate_is_really_verified(
     trust: str,
 ) -> None:
     """Without the hashed CA directory the handshake fails: ``-c`` is what makes it pass."""
-    ca = [] if trust == "none" else ["-c", proxy.ca_file]
-    client = start_localproxy(tunnel["sourceAccessToken"], "-s", "SSH=0", name=trust, ca=ca)
+    ca_dir = None if trust == "none" else proxy.ca_file
+    client = start_localproxy(
+        tunnel["sourceAccessToken"], "source", {"SSH": None}, ca_dir=ca_dir, ready=False
+    )
     client.wait_for(VERIFY_FAILED)
     assert ESTABLISHED not in client.log
     assert not [e for e in proxy.events if e.kind == "connected"]
@@ -537,7 +328,7 @@ def test_tcp_end_to_end_through_two_localproxies(
 ) -> None:
     tunnel_id = tunnel["tunnelId"]
     destination = connect_destination(
-        start_localproxy, tunnel["destinationAccessToken"], f"SSH={echo_address}"
+        start_localproxy, tunnel["destinationAccessToken"], {"SSH": echo_address}
     )
     source, port = connect_source(start_localproxy, tunnel["sourceAccessToken"])
 
@@ -580,7 +371,7 @@ def test_simultaneous_v3_connections(
     start_localproxy: StartLocalProxy,
 ) -> None:
     tunnel_id = tunnel["tunnelId"]
-    connect_destination(start_localproxy, tunnel["destinationAccessToken"], f"SSH={echo_address}")
+    connect_destination(start_localproxy, tunnel["destinationAccessToken"], {"SSH": echo_address})
     source, port = connect_source(start_localproxy, tunnel["sourceAccessToken"])
     connected = proxy.wait_for("connected", TIMEOUT, tunnel=tunnel_id, mode="source")
     if connected.reason != V3:
@@ -629,12 +420,10 @@ def test_two_services_echo_and_http(
     connect_destination(
         start_localproxy,
         tunnel["destinationAccessToken"],
-        f"SSH={echo_address},HTTP={http_address}",
+        {"SSH": echo_address, "HTTP": http_address},
     )
-    ssh_port, http_port = free_port(), free_port()
-    source = start_localproxy(
-        tunnel["sourceAccessToken"], "-s", f"SSH={ssh_port},HTTP={http_port}", name="source"
-    )
+    source = start_localproxy(tunnel["sourceAccessToken"], "source", {"SSH": None, "HTTP": None})
+    ssh_port, http_port = source.ports["SSH"], source.ports["HTTP"]
     first, _ = source.wait_for(LISTENING)
     source.wait_for(LISTENING, after=first + 1)
 
@@ -664,7 +453,7 @@ def test_cpp_destination_with_python_tunnel_client_source(
     start_localproxy: StartLocalProxy,
 ) -> None:
     destination = connect_destination(
-        start_localproxy, tunnel["destinationAccessToken"], f"SSH={echo_address}"
+        start_localproxy, tunnel["destinationAccessToken"], {"SSH": echo_address}
     )
     with SyncTunnelClient.connect(
         proxy.tls_endpoint, tunnel["sourceAccessToken"], "source", ssl=proxy.ssl_context
@@ -696,7 +485,7 @@ def test_cpp_destination_with_python_local_proxy_source(
     echo_address: str,
     start_localproxy: StartLocalProxy,
 ) -> None:
-    connect_destination(start_localproxy, tunnel["destinationAccessToken"], f"SSH={echo_address}")
+    connect_destination(start_localproxy, tunnel["destinationAccessToken"], {"SSH": echo_address})
     with SyncLocalProxy(
         proxy.tls_endpoint, tunnel["sourceAccessToken"], "source", "SSH=0", ssl=proxy.ssl_context
     ) as source:
@@ -720,7 +509,7 @@ def test_python_local_proxy_destination_with_cpp_source(
     start_localproxy: StartLocalProxy,
 ) -> None:
     with SyncLocalProxy(
-        proxy.endpoint, tunnel["destinationAccessToken"], "destination", f"SSH={echo_address}"
+        proxy.endpoint, tunnel["destinationAccessToken"], "destination", {"SSH": echo_address}
     ):
         _, port = connect_source(start_localproxy, tunnel["sourceAccessToken"])
         for seed in range(3):
@@ -769,7 +558,7 @@ def test_close_tunnel_makes_both_localproxies_exit_0(
 ) -> None:
     tunnel_id = tunnel["tunnelId"]
     destination = connect_destination(
-        start_localproxy, tunnel["destinationAccessToken"], f"SSH={echo_address}"
+        start_localproxy, tunnel["destinationAccessToken"], {"SSH": echo_address}
     )
     source, port = connect_source(start_localproxy, tunnel["sourceAccessToken"])
     with connect(port) as open_connection:
@@ -811,7 +600,7 @@ def test_reused_token_gets_400_and_localproxy_exits_0(
         first.stop()  # SIGTERM: no close frame, the proxy sees 1006
         proxy.wait_for("disconnected", TIMEOUT, tunnel=tunnel_id, mode="source", code=1006)
 
-    second = start_localproxy(token, "-s", "SSH=0", name="second")
+    second = start_localproxy(token, "source", {"SSH": None}, ready=False, name="second")
     assert second.wait_exit() == 0
     _, rejected = second.wait_for(REJECTED)
     assert rejected.group(1, 2, 3) == ("400", "Bad Request", REUSED_BODY)
@@ -849,11 +638,11 @@ def test_dropped_connection_with_client_token_reconnects(
     """With ``AWSIOT_TUNNEL_CLIENT_TOKEN`` the same token may reconnect, and traffic resumes."""
     tunnel_id = tunnel["tunnelId"]
     client_token = "interop-" + "0123456789abcdef" * 2
-    connect_destination(start_localproxy, tunnel["destinationAccessToken"], f"SSH={echo_address}")
+    connect_destination(start_localproxy, tunnel["destinationAccessToken"], {"SSH": echo_address})
     source, port = connect_source(
         start_localproxy,
         tunnel["sourceAccessToken"],
-        env={"AWSIOT_TUNNEL_CLIENT_TOKEN": client_token},
+        client_token=client_token,
     )
     assert exchange(port, b"before the drop") == b"before the drop"
     first, _ = source.wait_for(ESTABLISHED)
@@ -877,7 +666,7 @@ def test_v2_message_format_source(
 ) -> None:
     """``-y V2``: V2 messages (no connectionId) on the 3.0 subprotocol reach a V3 destination."""
     tunnel_id = tunnel["tunnelId"]
-    connect_destination(start_localproxy, tunnel["destinationAccessToken"], f"SSH={echo_address}")
+    connect_destination(start_localproxy, tunnel["destinationAccessToken"], {"SSH": echo_address})
     _, port = connect_source(start_localproxy, tunnel["sourceAccessToken"], "-y", "V2")
     payload = pattern_bytes(100_000, 3)
     assert exchange(port, payload) == payload
@@ -907,10 +696,13 @@ def test_localproxy_pings_are_answered(
         encoding="utf-8",
     )
     source = start_localproxy(
-        tunnel["sourceAccessToken"], "-s", "SSH=0", "--settings-json", str(settings), name="src"
+        tunnel["sourceAccessToken"],
+        "source",
+        {"SSH": None},
+        args=["--settings-json", str(settings)],
     )
     destination = start_localproxy(
-        tunnel["destinationAccessToken"], "-d", f"SSH={echo_address}", name="dst"
+        tunnel["destinationAccessToken"], "destination", {"SSH": echo_address}
     )
     # Right after the upgrade (default settings) and then every 50 ms (source).
     for client in (source, destination):
@@ -924,3 +716,30 @@ def test_localproxy_pings_are_answered(
     assert source.process.poll() is None
     assert destination.process.poll() is None
     assert not [e for e in proxy.events if e.kind in {"violation", "error", "disconnected"}]
+
+
+# -- 7: the data endpoint chosen by region, as agents do ---------------------------------------
+
+
+def test_region_flag_with_an_endpoint_override(
+    fake: SecureTunnelFake,
+    proxy: TunnelProxy,
+    tunnel: dict[str, Any],
+    echo_address: str,
+    start_localproxy: StartLocalProxy,
+) -> None:
+    """``-r REGION`` (what an agent passes from a notification) reaches the fake.
+
+    The settings key ``tunneling.proxy.region_endpoint_overrides.REGION`` maps the
+    region to the proxy instead of ``data.tunneling.iot.REGION.amazonaws.com``.
+    """
+    region = fake.default_region
+    destination = start_localproxy(
+        tunnel["destinationAccessToken"], "destination", {"SSH": echo_address}, region=region
+    )
+    source = start_localproxy(tunnel["sourceAccessToken"], "source", {"SSH": None}, region=region)
+    for client in (source, destination):
+        assert "-e" not in client.args
+        assert client.args[1:3] == ["-r", region]
+        client.wait_for(f"{ESTABLISHED}{proxy.host_port}")
+    assert exchange(source.ports["SSH"], b"found by region") == b"found by region"
