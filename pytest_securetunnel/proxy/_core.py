@@ -46,6 +46,10 @@ DEADLINE_PERIOD: Final = 0.05
 BACKLOG: Final = max(socket.SOMAXCONN, 4096)
 WRITE_LIMIT: Final = 2**16
 _MAX_REASON: Final = 123  # RFC 6455: a close reason is at most 123 bytes
+#: Why a live connection announced other services than the tunnel's is closed (1008).
+SERVICES_CHANGED: Final = (
+    "Tunnel services changed by RotateTunnelAccessToken: reconnect to receive the new SERVICE_IDS"
+)
 _INTERNAL: Final = (
     "Internal error: pytest-securetunnel's proxy failed; TunnelProxy.check() raises the error."
 )
@@ -371,10 +375,16 @@ class ProxyCore:
                 relay.close(peer, 1000, DELETED)
         elif event == "revoked" and mode is not None:
             # decisions.md: rotating a mode's token closes that mode's connection (1008).
-            live = relay.peers.get(mode)
-            record = None if live is None else self.fake.token(live.access_token)
-            if live is not None and (record is None or record.revoked):
-                relay.close(live, 1008, REVOKED)
+            # One service list per tunnel: a rotation's destinationConfig may change the
+            # services, and the protocol cannot tell a live client (SERVICE_IDS comes
+            # once, at connect), so a connection announced another list is closed too.
+            services = set(relay.tunnel.services)
+            for peer in list(relay.peers.values()):
+                record = self.fake.token(peer.access_token)
+                if record is None or record.revoked:
+                    relay.close(peer, 1008, REVOKED)
+                elif peer.conn.version.has_service_ids and set(peer.conn.services) != services:
+                    relay.close(peer, 1008, SERVICES_CHANGED)
 
 
 def _first_close(ws: ServerConnection) -> tuple[int, str]:
