@@ -56,7 +56,7 @@ __all__ = [
 #: Services the machine draws from (up to the quota, plus one to break it).
 SERVICES = ("SSH", "VNC", "HTTP", "RDP")
 THINGS = ("robot-1", "robot-2")
-RETENTION_SECONDS = 3 * 3600.0  # decisions.md: closed tunnels stay 3 hours
+RETENTION_SECONDS = 3 * 3600.0  # docs/fidelity.md: closed tunnels stay 3 hours
 
 
 @dataclass
@@ -337,7 +337,7 @@ class TunnelLifecycle(RuleBasedStateMachine):
         tunnel = self.model.find(tunnel_id)
         expect = self._expect_missing(tunnel)
         if expect is None and tunnel.status(self.now()) == "CLOSED":
-            expect = "InvalidRequestException"  # decisions.md: rotate on a CLOSED tunnel
+            expect = "InvalidRequestException"  # docs/fidelity.md: rotate on a CLOSED tunnel
         result = self.call(
             "rotate_tunnel_access_token", expect, tunnelId=tunnel_id, clientMode=mode
         )
@@ -464,7 +464,7 @@ class TunnelLifecycle(RuleBasedStateMachine):
             raise AssertionError(f"the {mode} handshake succeeded; the model expects a refusal")
         tunnel.used.add(token)
         assert client.service_ids is not None and list(client.service_ids) == tunnel.services
-        if mode in tunnel.live:  # decisions.md: a new connection replaces the old one
+        if mode in tunnel.live:  # docs/fidelity.md: a new connection replaces the old one
             self._expect_dropped(tunnel, [mode], 1008)
         tunnel.live[mode] = client
 

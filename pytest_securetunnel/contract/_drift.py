@@ -16,6 +16,10 @@ tunnel on both sides. Both answers are normalised before comparing:
 
 A data-plane handshake made through the contract context is mirrored too, as
 ``connected`` or ``refused (status)``.
+
+Some contract tests check a choice the fake makes where AWS is silent (a *guess*, listed
+in :data:`GUESSES`); they are marked ``@pytest.mark.securetunnel_contract(guess=ID)`` and
+the report lists each with its outcome, so a guess the service does not share stands out.
 """
 
 from __future__ import annotations
@@ -33,6 +37,14 @@ from botocore.exceptions import ClientError, ParamValidationError
 from pytest_securetunnel.mock import Attachment, attach
 from pytest_securetunnel.service import FakeInternalError, Refusal, SecureTunnelFake, Tunnel
 
+#: Choices the fake makes where AWS is silent that a contract test checks, by ID.
+GUESSES: dict[str, str] = {
+    "rotation-new-services-close-live-connections": (
+        "a DESTINATION rotation whose destinationConfig changes the services closes the "
+        "live source connection, so every connection holds the tunnel's one service list"
+    ),
+}
+
 _ID_KEYS = ("tunnelId", "tunnelArn", "sourceAccessToken", "destinationAccessToken", "nextToken")
 
 
@@ -48,6 +60,17 @@ class Drift:
 
 
 @dataclass
+class GuessCheck:
+    """A contract test that checked a guess, and whether the service agreed."""
+
+    test: str
+    guess: str
+    choice: str
+    outcome: str
+    """``held`` (the test passed), ``did not hold`` (it failed) or ``skipped``."""
+
+
+@dataclass
 class DriftLog:
     """Every disagreement of a run, and how many calls were compared."""
 
@@ -57,6 +80,7 @@ class DriftLog:
     run_id: str
     calls_compared: int = 0
     disagreements: list[Drift] = field(default_factory=list)
+    guesses: list[GuessCheck] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, drift: Drift | None) -> None:
@@ -65,6 +89,11 @@ class DriftLog:
             self.calls_compared += 1
             if drift is not None:
                 self.disagreements.append(drift)
+
+    def add_guess(self, test: str, guess: str, outcome: str) -> None:
+        """Note that ``test`` checked ``guess`` with ``outcome``."""
+        with self._lock:
+            self.guesses.append(GuessCheck(test, guess, GUESSES[guess], outcome))
 
     def as_json(self) -> dict[str, Any]:
         """The report document."""
@@ -77,6 +106,8 @@ class DriftLog:
                 "calls_compared": self.calls_compared,
                 "disagreement_count": len(self.disagreements),
                 "disagreements": [asdict(d) for d in self.disagreements],
+                "guesses_not_held": sum(g.outcome == "did not hold" for g in self.guesses),
+                "guesses": [asdict(g) for g in self.guesses],
             }
 
     def write(self, path: str) -> None:

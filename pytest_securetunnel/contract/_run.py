@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Generator
 from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal
@@ -25,7 +26,7 @@ from pytest_securetunnel.service import SecureTunnelFake
 
 from ._cleanup import CleanupRegistry, sweep
 from ._context import ContractContext, error_code, fetch_json
-from ._drift import DriftLog, Shadow
+from ._drift import GUESSES, DriftLog, Shadow
 from ._errors import LiveModeError
 from ._frozen import frozen_time_reason
 
@@ -43,7 +44,7 @@ MARKER = "securetunnel_contract"
 PLUGIN_NAME = "securetunnel-contract"
 #: Lifetime of the permission probe's tunnel, so it ends by itself if it cannot be deleted.
 PROBE_LIFETIME_MINUTES = 1
-_MARKER_OPTIONS = ("tunnels", "clock")
+_MARKER_OPTIONS = ("tunnels", "clock", "guess")
 _TIME_FIXTURES = ("freezer", "time_machine")
 _MOCK_FIXTURES = ("securetunnel",)
 _NOWHERE = "https://iotsecuretunneling.fake.invalid"
@@ -61,7 +62,7 @@ class Settings:
 
 
 def live_data_endpoint(region: str) -> str:
-    """The AWS data-plane endpoint of ``region`` (facts sheet, section 3)."""
+    """The AWS data-plane endpoint of ``region``: ``data.tunneling.iot.REGION.amazonaws.com``."""
     suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
     return f"wss://data.tunneling.iot.{region}.{suffix}"
 
@@ -86,6 +87,12 @@ def marker_plan(item: pytest.Item) -> tuple[int, bool] | None:
         raise pytest.UsageError(
             f"{item.nodeid}: @pytest.mark.{MARKER}(tunnels={tunnels!r}): tunnels must be a "
             "whole number >= 0, the most tunnels the test opens"
+        )
+    guess = marker.kwargs.get("guess")
+    if guess is not None and guess not in GUESSES:
+        raise pytest.UsageError(
+            f"{item.nodeid}: @pytest.mark.{MARKER}(guess={guess!r}): unknown guess; "
+            f"known: {', '.join(sorted(GUESSES))}"
         )
     return tunnels, bool(marker.kwargs.get("clock", False))
 
@@ -520,6 +527,20 @@ class ContractRun:
                 "signatures made with a frozen clock fail (spulec/freezegun#188)"
             )
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        """Note the outcome of a test that checks a guess (endpoint and live mode)."""
+        report = yield
+        marker = item.get_closest_marker(MARKER)
+        guess = None if marker is None else marker.kwargs.get("guess")
+        decided = report.when == "call" or (report.when == "setup" and not report.passed)
+        if self.mode != "fake" and guess is not None and decided:
+            held = "held" if report.passed else "did not hold"
+            self.drift.add_guess(item.nodeid, guess, "skipped" if report.skipped else held)
+        return report
+
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """Delete whatever is left, sweep for stray tagged tunnels, write the drift report."""
@@ -584,6 +605,9 @@ class ContractRun:
             f"the fake in {drift['calls_compared']} compared calls; report: "
             f"{self._report_path()}"
         )
+        for check in self.drift.guesses:
+            if check.outcome == "did not hold":
+                write(f"  guess did not hold ({check.guess}): {check.choice} [{check.test}]")
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         """Restore signal handlers (if the session ended early)."""

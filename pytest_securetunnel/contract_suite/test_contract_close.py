@@ -1,4 +1,4 @@
-"""CloseTunnel, deletion, expiry and retention (facts sheet and decisions.md)."""
+"""CloseTunnel, deletion, expiry and retention (AWS docs; docs/fidelity.md where AWS is silent)."""
 
 from __future__ import annotations
 

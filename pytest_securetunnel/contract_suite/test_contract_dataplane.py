@@ -1,4 +1,4 @@
-"""The data plane as the control plane sees it (facts sheet, section 3).
+"""The data plane as the control plane sees it.
 
 Connection states, single-use tokens, revoked tokens and CloseTunnel ending connections.
 Needs the ``dataplane`` extra; the tests skip without it.
@@ -84,3 +84,28 @@ def test_close_tunnel_ends_the_connections(securetunnel_contract: ContractContex
     ctx.client.close_tunnel(tunnelId=opened["tunnelId"])
     source.wait_closed(timeout=10)
     assert source.closed
+
+
+@pytest.mark.securetunnel_contract(guess="rotation-new-services-close-live-connections")
+def test_rotation_with_new_services_ends_the_live_source(
+    securetunnel_contract: ContractContext,
+) -> None:
+    ctx = securetunnel_contract
+    opened = ctx.client.open_tunnel(destinationConfig={"services": ["SSH"]})
+    source = ctx.connect(opened["sourceAccessToken"], "source")
+    assert source.service_ids == ("SSH",)
+    ctx.client.rotate_tunnel_access_token(
+        tunnelId=opened["tunnelId"],
+        clientMode="DESTINATION",
+        destinationConfig={"services": ["VNC"]},
+    )
+    source.wait_closed(timeout=10)
+    assert source.closed
+    ctx.disconnect(source)
+
+    def one_service_list() -> None:
+        described = ctx.client.describe_tunnel(tunnelId=opened["tunnelId"])["tunnel"]
+        assert described["destinationConfig"]["services"] == ["VNC"]
+        assert described["sourceConnectionState"]["status"] == "DISCONNECTED"
+
+    ctx.eventually(one_service_list)

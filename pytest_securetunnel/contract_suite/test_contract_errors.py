@@ -1,4 +1,4 @@
-"""The error wire format: code, message, HTTP status, headers (facts sheet, section 1)."""
+"""The error wire format: code, message, HTTP status, headers (AWS JSON 1.1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""ListTunnels: order, paging, filtering, summaries (facts sheet, "ListTunnels")."""
+"""ListTunnels: order, paging, filtering, summaries (AWS API reference)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""OpenTunnel and DescribeTunnel: what a new tunnel looks like (facts sheet, section 1)."""
+"""OpenTunnel and DescribeTunnel: what a new tunnel looks like (AWS API reference)."""
 
 from __future__ import annotations
 

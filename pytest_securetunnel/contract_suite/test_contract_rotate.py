@@ -1,4 +1,4 @@
-"""RotateTunnelAccessToken (facts sheet, "RotateTunnelAccessToken"; decisions.md)."""
+"""RotateTunnelAccessToken (AWS API reference; docs/fidelity.md where AWS is silent)."""
 
 from __future__ import annotations
 

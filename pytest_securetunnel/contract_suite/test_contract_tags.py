@@ -1,4 +1,4 @@
-"""TagResource, UntagResource, ListTagsForResource (facts sheet, "Tags"; decisions.md)."""
+"""TagResource, UntagResource, ListTagsForResource (docs/fidelity.md where AWS is silent)."""
 
 from __future__ import annotations
 

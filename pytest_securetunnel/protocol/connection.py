@@ -134,7 +134,7 @@ class TunnelConnection:
     def stream_reset_messages(self) -> list[TunnelMessage]:
         """STREAM_RESET messages for every stream active for this client.
 
-        Send them when the peer goes away or is replaced (decisions.md: "its peer sees
+        Send them when the peer goes away or is replaced (docs/fidelity.md: "its peer receives
         STREAM_RESET for the affected streams"), passing each to :meth:`note_sent` or
         :meth:`send`.
         """

@@ -46,6 +46,10 @@ DEADLINE_PERIOD: Final = 0.05
 BACKLOG: Final = max(socket.SOMAXCONN, 4096)
 WRITE_LIMIT: Final = 2**16
 _MAX_REASON: Final = 123  # RFC 6455: a close reason is at most 123 bytes
+#: Why a live connection announced other services than the tunnel's is closed (1008).
+SERVICES_CHANGED: Final = (
+    "Tunnel services changed by RotateTunnelAccessToken: reconnect to receive the new SERVICE_IDS"
+)
 _INTERNAL: Final = (
     "Internal error: pytest-securetunnel's proxy failed; TunnelProxy.check() raises the error."
 )
@@ -114,7 +118,7 @@ class ProxyCore:
             "ping_interval": None,  # the service normally does not ping (protocol guides)
             "ping_timeout": None,
             "close_timeout": close_timeout,
-            "max_size": MAX_WEBSOCKET_FRAME_SIZE,  # decisions.md: larger closes 1009
+            "max_size": MAX_WEBSOCKET_FRAME_SIZE,  # docs/fidelity.md: larger closes 1009
             "write_limit": WRITE_LIMIT,
             "create_connection": self.connection_class,
             "backlog": BACKLOG,
@@ -164,7 +168,7 @@ class ProxyCore:
             self.record_error(exc)
 
     def _tick(self) -> None:
-        # decisions.md: expiry closes live connections; the fake applies it when asked.
+        # docs/fidelity.md: expiry closes live connections; the fake applies it when asked.
         try:
             self.fake.check_deadlines()
         except Exception as exc:
@@ -235,7 +239,7 @@ class ProxyCore:
         return response
 
     def _refuse(self, conn: TunnelServerConnection, refusal: Refusal, request: Request) -> Response:
-        # decisions.md: every refusal is HTTP 400, never 5xx (clients retry 5xx forever).
+        # docs/fidelity.md: every refusal is HTTP 400, never 5xx (clients retry 5xx forever).
         status = refusal.status if 400 <= refusal.status < 500 else 400
         response = conn.respond(status, refusal.body)
         for name, value in refusal.headers.items():
@@ -301,7 +305,7 @@ class ProxyCore:
             conn.sink = functools.partial(relay.on_data, peer)
             async for data in conn:  # only text and fragmented messages come this way
                 if isinstance(data, str):
-                    # decisions.md: a text frame closes with 1003.
+                    # docs/fidelity.md: a text frame closes with 1003.
                     relay.close(peer, 1003, "Text frames are not supported: use binary")
                     break
                 relay.on_data(peer, data)
@@ -363,18 +367,24 @@ class ProxyCore:
         if relay is None or self.stopping:
             return
         if event == "closed":
-            # decisions.md: CloseTunnel and expiry close both sides with 1000.
+            # docs/fidelity.md: CloseTunnel and expiry close both sides with 1000.
             for peer in list(relay.peers.values()):
                 relay.close(peer, 1000, EXPIRED if expired else CLOSED)
         elif event == "deleted":
             for peer in list(relay.peers.values()):
                 relay.close(peer, 1000, DELETED)
         elif event == "revoked" and mode is not None:
-            # decisions.md: rotating a mode's token closes that mode's connection (1008).
-            live = relay.peers.get(mode)
-            record = None if live is None else self.fake.token(live.access_token)
-            if live is not None and (record is None or record.revoked):
-                relay.close(live, 1008, REVOKED)
+            # docs/fidelity.md: rotating a mode's token closes that mode's connection (1008).
+            # One service list per tunnel: a rotation's destinationConfig may change the
+            # services, and the protocol cannot tell a live client (SERVICE_IDS comes
+            # once, at connect), so a connection announced another list is closed too.
+            services = set(relay.tunnel.services)
+            for peer in list(relay.peers.values()):
+                record = self.fake.token(peer.access_token)
+                if record is None or record.revoked:
+                    relay.close(peer, 1008, REVOKED)
+                elif peer.conn.version.has_service_ids and set(peer.conn.services) != services:
+                    relay.close(peer, 1008, SERVICES_CHANGED)
 
 
 def _first_close(ws: ServerConnection) -> tuple[int, str]:

@@ -37,7 +37,12 @@ EventKind = Literal[
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ProxyEvent:
-    """One thing the proxy saw or did.
+    """One thing the proxy saw or did, as logged in ``TunnelProxy.events``.
+
+    ``seq`` numbers events from 1 in the order they happened; ``TunnelProxy.wait_for``
+    takes one as ``after=`` to match only later events. ``time`` is the proxy's real
+    monotonic clock (not the fake's). ``channel_id`` is the connection's ``channel-id``
+    header, the same for every event of one connection.
 
     Kinds (``kind``) and the fields they set:
 
@@ -47,7 +52,7 @@ class ProxyEvent:
     - ``received``: the client sent ``message`` (valid; relayed or dropped next).
     - ``sent``: the proxy wrote ``message`` to the client (relayed or generated).
     - ``dropped``: ``message`` was not delivered to this side (``mode``): it was not
-      connected or was closing (decisions.md: no buffering). ``reason`` says why.
+      connected or was closing (the service keeps no buffer). ``reason`` says why.
     - ``violation``: the client broke a protocol rule; ``reason`` is the rule id,
       ``error`` the :class:`~pytest_securetunnel.protocol.ProtocolError`.
     - ``closing``: the proxy started closing the connection with ``code``/``reason``.

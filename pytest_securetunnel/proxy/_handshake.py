@@ -18,7 +18,7 @@ The order (first failure wins; each refusal is HTTP 400 with a plain-text body):
    revoked, wrong mode, already used, client-token mismatch).
 
 Syntax is checked before the token is used, so a malformed request never spends a
-single-use access token. Bodies follow the service's one known message (decisions.md):
+single-use access token. Bodies follow the service's one known message (docs/fidelity.md):
 ``Invalid access token: The access token was previously used and can not be used again.``
 """
 

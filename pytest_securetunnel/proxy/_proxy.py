@@ -348,8 +348,12 @@ class TunnelProxy:
     ) -> ProxyEvent:
         """Block until an event (``seq > after``) matches ``match`` and the filters.
 
-        ``match`` is an event kind such as ``"disconnected"`` or a predicate. Returns the
-        first such event, possibly one that happened already; raises ``TimeoutError``.
+        ``match`` is an event kind such as ``"disconnected"`` or a predicate. The whole
+        log is searched, so this returns the first match, possibly one that happened
+        before the action you are waiting on: to wait for what an action causes, take
+        ``mark = proxy.last_seq`` before it and pass ``after=mark`` (an event's ``seq``
+        works too). Raises ``TimeoutError`` listing the latest events if none matches
+        within ``timeout`` seconds (real time, whatever the fake's clock says).
         """
         if self._loop is not None and not self._runner.running and _running_loop() is self._loop:
             raise RuntimeError(
@@ -377,7 +381,7 @@ class TunnelProxy:
         message_type: MessageType | None = None,
         code: int | None = None,
     ) -> ProxyEvent:
-        """Like :meth:`wait_for`, awaiting on the caller's event loop."""
+        """Like :meth:`wait_for` (``after=`` included), awaiting on the caller's loop."""
         return await self._events.wait_for_async(
             match,
             timeout,

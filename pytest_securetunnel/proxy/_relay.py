@@ -115,7 +115,7 @@ class TunnelRelay:
             peer.send(first)
         old = self.peers.get(peer.mode)
         if old is not None:
-            # decisions.md: a new connection replaces the old one, closed with 1008;
+            # docs/fidelity.md: a new connection replaces the old one, closed with 1008;
             # the peer receives STREAM_RESET for its active streams.
             self.close(old, 1008, f"Replaced by a new {peer.mode} connection")
             self._reset_streams(self.peers.get(OTHER[peer.mode]))
@@ -192,7 +192,7 @@ class TunnelRelay:
         if other is not None:
             other.send(message, frame)
         else:
-            # decisions.md: no buffer for a side that is not connected.
+            # docs/fidelity.md: no buffer for a side that is not connected.
             other_mode = OTHER[peer.mode]
             events.record(
                 "dropped",
@@ -214,7 +214,7 @@ class TunnelRelay:
             reason=exc.rule,
             error=exc,
         )
-        # decisions.md: only the offender is closed (1002, naming the rule); its peer
+        # docs/fidelity.md: only the offender is closed (1002, naming the rule); its peer
         # receives STREAM_RESET for the affected streams.
         if self.peers.get(peer.mode) is peer:
             self._reset_streams(self.peers.get(OTHER[peer.mode]))

@@ -44,7 +44,7 @@ class Refusal(Exception):
     """A refused data-plane handshake: HTTP status, body and optional ``X-Status-Reason``.
 
     Every refusal is HTTP 400, never 5xx, since clients retry 5xx forever
-    (decisions.md, data plane).
+    (docs/fidelity.md, data plane).
     """
 
     def __init__(self, body: str, *, status: int = 400, reason: str | None = None) -> None:

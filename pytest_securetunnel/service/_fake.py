@@ -42,8 +42,8 @@ from pytest_securetunnel.service._state import (
 
 DEFAULT_ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "us-east-1"
-DEFAULT_PAGE_SIZE = 100  # decisions.md: ListTunnels without maxResults
-CLOSED_RETENTION_SECONDS = 3 * 3600.0  # facts sheet: "for at least three hours"
+DEFAULT_PAGE_SIZE = 100  # docs/fidelity.md: ListTunnels without maxResults
+CLOSED_RETENTION_SECONDS = 3 * 3600.0  # AWS: visible "for at least three hours"
 
 _JSON_HEADERS = {"content-type": "application/x-amz-json-1.1"}
 
@@ -52,9 +52,9 @@ _JSON_HEADERS = {"content-type": "application/x-amz-json-1.1"}
 class Quotas:
     """Service quotas the fake enforces; set them to your account's values."""
 
-    #: Open tunnels per account and region (decisions.md: default 1000).
+    #: Open tunnels per account and region (docs/fidelity.md: default 1000).
     open_tunnels: int = 1000
-    #: Services per tunnel (facts sheet: 3, adjustable through support).
+    #: Services per tunnel (AWS quota: 3, adjustable through AWS Support).
     services_per_tunnel: int = 3
     #: Tags stored on one tunnel (the model's per-request maximum).
     tags_per_tunnel: int = 200
@@ -219,7 +219,7 @@ class SecureTunnelFake:
 
         On success the token is marked used (bound to ``client_token`` if given) and the
         mode's connection state becomes CONNECTED. Rules: V3 protocol guide
-        ("access-token", "client-token") and decisions.md (data plane).
+        ("access-token", "client-token") and docs/fidelity.md (data plane).
         """
         with self._lock:
             record = self._tokens.get(token)
@@ -407,7 +407,7 @@ class SecureTunnelFake:
         return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
 
     def _new_token(self, tunnel_id: str, backend: Backend, mode: Mode) -> str:
-        # Real tokens are 600 characters of base64url starting with "AQGAAXi" (facts sheet).
+        # Real tokens are 600 characters of base64url starting with "AQGAAXi" (as observed).
         raw = self._rng.getrandbits(444 * 8).to_bytes(444, "big")
         token = "AQGAAXiA" + base64.urlsafe_b64encode(raw).decode()
         self._tokens[token] = TokenRecord(
@@ -429,7 +429,7 @@ class SecureTunnelFake:
         return tunnel
 
     def _refresh(self, backend: Backend) -> None:
-        """Apply expiry and drop closed tunnels past retention (decisions.md: 3 hours)."""
+        """Apply expiry and drop closed tunnels past retention (docs/fidelity.md: 3 hours)."""
         expired, gone = backend.refresh(self.clock.time(), self.closed_retention_seconds)
         for tunnel in expired:
             tunnel.events.append((tunnel.expires_at, "expired"))
@@ -527,7 +527,7 @@ class SecureTunnelFake:
 
 
 def _arn_prefix(backend: Backend) -> str:
-    """``arn:<partition>:iot:<region>:<account>:tunnel/`` (facts sheet: tunnel ARN format)."""
+    """``arn:<partition>:iot:<region>:<account>:tunnel/`` (the ARN format AWS documents)."""
     partition = _model.partition(backend.region)
     return f"arn:{partition}:iot:{backend.region}:{backend.account_id}:tunnel/"
 
@@ -642,7 +642,7 @@ def _close_tunnel(fake: SecureTunnelFake, backend: Backend, params: Params) -> P
     tunnel = fake._find(backend, params["tunnelId"])
     now = fake.clock.time()
     if tunnel.status(now) == "OPEN":
-        # decisions.md: closing a CLOSED tunnel succeeds and changes nothing.
+        # docs/fidelity.md: closing a CLOSED tunnel succeeds and changes nothing.
         tunnel.closed_at = now
         tunnel.updated_at = now
         for state in (tunnel.source, tunnel.destination):
@@ -681,7 +681,7 @@ def _rotate(fake: SecureTunnelFake, backend: Backend, params: Params) -> Params:
         stored_thing = tunnel.thing_name
         tunnel.destination_config = _config(config)
         if "thingName" not in config and stored_thing is not None:
-            # decisions.md: the notification goes to the request's thing "or the stored
+            # docs/fidelity.md: the notification goes to the request's thing "or the stored
             # one"; a config without a thing name keeps the tunnel's destination thing.
             tunnel.destination_config["thingName"] = stored_thing
     result: Params = {"tunnelArn": tunnel.arn}
@@ -699,7 +699,7 @@ def _rotate(fake: SecureTunnelFake, backend: Backend, params: Params) -> Params:
     tunnel.updated_at = now
     tunnel.events.append((now, f"rotated {mode}"))
     if mode != "SOURCE" and tunnel.thing_name is not None:
-        # decisions.md: DESTINATION or ALL publishes when the tunnel has a thing name.
+        # docs/fidelity.md: DESTINATION or ALL publishes when the tunnel has a thing name.
         fake._publish(tunnel, tunnel.thing_name, tunnel.services, "RotateTunnelAccessToken")
     return result
 

@@ -19,9 +19,9 @@ def notify_topic(thing_name: str) -> str:
 class Notification:
     """One tunnel notification, as published to the device.
 
-    ``payload`` is the exact JSON document AWS publishes (facts sheet, section 2):
-    ``clientAccessToken``, ``clientMode`` (always ``"destination"``), ``region`` and
-    ``services``.
+    ``payload`` is the exact JSON document AWS publishes (AWS IoT Developer Guide,
+    device agent snippet): ``clientAccessToken``, ``clientMode`` (always
+    ``"destination"``), ``region`` and ``services``.
     """
 
     topic: str

@@ -127,7 +127,7 @@ class Tunnel:
             ("destinationConnectionState", self.destination),
         ):
             if ended is not None and state.status == "CONNECTED":
-                # A CLOSED tunnel has no live connection (decisions.md).
+                # A CLOSED tunnel has no live connection (docs/fidelity.md).
                 out[key] = {"status": "DISCONNECTED", "lastUpdatedAt": ended}
             else:
                 out[key] = {"status": state.status, "lastUpdatedAt": state.last_updated_at}

@@ -47,6 +47,11 @@ def test_the_suite_passes_over_http_against_the_server_with_no_drift(
     assert report["mode"] == "endpoint"
     assert report["disagreements"] == []
     assert report["calls_compared"] > 100
+    # The suite checks the fake's guesses against the server: the same code, so they hold.
+    assert {(g["guess"], g["outcome"]) for g in report["guesses"]} == {
+        ("rotation-new-services-close-live-connections", "held")
+    }
+    assert report["guesses_not_held"] == 0
     result.stdout.fnmatch_lines(
         [
             "securetunnel contract (endpoint mode, http://127.0.0.1:*): * contract tests will "

@@ -142,6 +142,69 @@ def test_the_drift_report_lists_each_disagreement_with_both_answers(
     assert "at most 3 services" in drift["fake"]["message"]
 
 
+def test_the_drift_report_flags_each_guess_a_test_checked(
+    pytester: pytest.Pytester, aws_env: dict[str, str]
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        GUESS = "rotation-new-services-close-live-connections"
+
+        @pytest.mark.securetunnel_contract(tunnels=0, guess=GUESS)
+        def test_held(securetunnel_contract):
+            pass
+
+        @pytest.mark.securetunnel_contract(tunnels=0, guess=GUESS)
+        def test_not_held(securetunnel_contract):
+            assert False, "the service kept the source connected"
+
+        @pytest.mark.securetunnel_contract(tunnels=0)
+        def test_no_guess(securetunnel_contract):
+            pass
+        """
+    )
+    with SecureTunnelServer(data_plane=False) as server:
+        result = pytester.runpytest(*BASE_ARGS, "--securetunnel-endpoint-url", server.endpoint_url)
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*guess did not hold (rotation-new-services-close-live-connections): a DESTINATION "
+            "rotation whose destinationConfig changes the services closes the live source "
+            "connection*[[]*::test_not_held]"
+        ]
+    )
+    report = json.loads((pytester.path / "securetunnel-drift.json").read_text())
+    assert report["guesses_not_held"] == 1
+    assert [
+        (g["test"].rpartition("::")[2], g["guess"], g["outcome"]) for g in report["guesses"]
+    ] == [
+        ("test_held", "rotation-new-services-close-live-connections", "held"),
+        ("test_not_held", "rotation-new-services-close-live-connections", "did not hold"),
+    ]
+    assert report["guesses"][0]["choice"].startswith("a DESTINATION rotation whose")
+
+
+def test_an_unknown_guess_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.securetunnel_contract(guess="rotation-is-free")
+        def test_typo(securetunnel_contract):
+            pass
+        """
+    )
+    result = pytester.runpytest(*BASE_ARGS)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "*securetunnel_contract(guess='rotation-is-free'): unknown guess; known: "
+            "rotation-new-services-close-live-connections"
+        ]
+    )
+
+
 def test_bad_marker_options_and_urls_are_clear_errors(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
@@ -154,7 +217,9 @@ def test_bad_marker_options_and_urls_are_clear_errors(pytester: pytest.Pytester)
     )
     result = pytester.runpytest(*BASE_ARGS)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*takes keyword options tunnels, clock only*unknown*tunnel*"])
+    result.stderr.fnmatch_lines(
+        ["*takes keyword options tunnels, clock, guess only*unknown*tunnel*"]
+    )
     result = pytester.runpytest(*BASE_ARGS, "--securetunnel-endpoint-url", "127.0.0.1:80")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*'127.0.0.1:80' must be an http:// or https:// URL*"])

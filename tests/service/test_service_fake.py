@@ -31,7 +31,7 @@ OTHER_ACCOUNT = "210987654321"
 
 
 def test_regions_are_isolated() -> None:
-    # facts: a tunnel belongs to the region of its OpenTunnel
+    # AWS: a tunnel belongs to the region of its OpenTunnel
     with mock_securetunneling(seed=1) as fake:
         east, west = make_client(), make_client(region="eu-west-1")
         east_tunnel = east.open_tunnel()
@@ -52,7 +52,7 @@ def test_regions_are_isolated() -> None:
 
 
 def test_access_key_mapped_to_another_account_sees_another_backend() -> None:
-    # facts: ARN carries the account ID; tunnels belong to one account
+    # AWS: ARN carries the account ID; tunnels belong to one account
     with mock_securetunneling(seed=1) as fake:
         fake.accounts["AKIDOTHER"] = OTHER_ACCOUNT
         mine, theirs = make_client(), make_client(access_key="AKIDOTHER")
@@ -230,13 +230,13 @@ def test_fake_internal_error_also_escapes_direct_calls_and_handle(
 
 
 def test_the_fake_implements_exactly_the_models_operations() -> None:
-    # facts: the eight operations of the botocore service model
+    # AWS: the eight operations of the botocore service model
     assert sorted(_model.operation_names()) == sorted(_fake._OPERATIONS)
     assert len(_fake._OPERATIONS) == 8
 
 
 def test_the_model_declares_only_limit_exceeded_and_resource_not_found() -> None:
-    # facts: "Only two modeled errors: LimitExceededException and ResourceNotFoundException"
+    # AWS: "Only two modeled errors: LimitExceededException and ResourceNotFoundException"
     assert _model.error_codes() == {"LimitExceededException", "ResourceNotFoundException"}
     assert _model.target_prefix() == "IoTSecuredTunneling"
 
@@ -257,7 +257,7 @@ class _NoSleep:
 def test_http_mode_retries_limit_exceeded_three_attempts_in_standard_mode(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # facts: botocore's standard retry treats LimitExceededException as throttling:
+    # AWS: botocore's standard retry treats LimitExceededException as throttling:
     # 3 attempts in total before boto3 raises
     no_sleep = _NoSleep()
     monkeypatch.setattr("botocore.endpoint.time", no_sleep)
@@ -344,7 +344,7 @@ def test_default_mode_modeled_error_response_carries_its_message_member() -> Non
     [("cn-north-1", "aws-cn"), ("us-gov-west-1", "aws-us-gov"), ("eu-south-2", "aws")],
 )
 def test_tunnel_arn_uses_the_regions_partition(region: str, partition: str) -> None:
-    # facts: ARN arn:aws:iot:<region>:<account>:tunnel/<id>; other partitions
+    # AWS: ARN arn:aws:iot:<region>:<account>:tunnel/<id>; other partitions
     # (arn:aws-cn:...) INFERRED
     with mock_securetunneling(seed=1):
         client = make_client(region=region)
@@ -421,7 +421,7 @@ def test_clock_moves_forward_only_and_set_needs_an_aware_datetime() -> None:
 
 
 def test_concurrent_opens_respect_the_quota_exactly() -> None:
-    # decisions.md: open-tunnel quota; the fake serialises operations under one lock
+    # docs/fidelity.md: open-tunnel quota; the fake serialises operations under one lock
     with mock_securetunneling(seed=1) as fake:
         fake.quotas.open_tunnels = 5
         barrier = threading.Barrier(8)

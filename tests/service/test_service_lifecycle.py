@@ -19,7 +19,7 @@ UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 
 
 def test_describe_unknown_tunnel_is_resource_not_found_exception() -> None:
-    # facts: unknown tunnel id -> ResourceNotFoundException (HTTP 400)
+    # AWS: unknown tunnel id -> ResourceNotFoundException (HTTP 400)
     with mock_securetunneling(seed=1):
         client = make_client()
         with pytest.raises(client.exceptions.ResourceNotFoundException) as info:
@@ -28,7 +28,7 @@ def test_describe_unknown_tunnel_is_resource_not_found_exception() -> None:
 
 
 def test_close_tunnel_returns_empty_response_and_tunnel_becomes_closed() -> None:
-    # facts: CloseTunnel response is {} / HTTP 200; status becomes CLOSED
+    # AWS: CloseTunnel response is {} / HTTP 200; status becomes CLOSED
     with mock_securetunneling(seed=1), frozen() as clock:
         client = make_client()
         tunnel_id = client.open_tunnel()["tunnelId"]
@@ -44,7 +44,7 @@ def test_close_tunnel_returns_empty_response_and_tunnel_becomes_closed() -> None
 
 
 def test_close_tunnel_on_a_closed_tunnel_succeeds_and_changes_nothing() -> None:
-    # decisions.md: "CloseTunnel on a CLOSED tunnel succeeds and changes nothing"
+    # docs/fidelity.md: "CloseTunnel on a CLOSED tunnel succeeds and changes nothing"
     with mock_securetunneling(seed=1), frozen() as clock:
         client = make_client()
         tunnel_id = client.open_tunnel()["tunnelId"]
@@ -60,7 +60,7 @@ def test_close_tunnel_on_a_closed_tunnel_succeeds_and_changes_nothing() -> None:
 
 
 def test_close_unknown_tunnel_is_resource_not_found() -> None:
-    # facts: CloseTunnel unknown id -> ResourceNotFoundException
+    # AWS: CloseTunnel unknown id -> ResourceNotFoundException
     with mock_securetunneling(seed=1):
         client = make_client()
         with pytest.raises(client.exceptions.ResourceNotFoundException) as info:
@@ -69,7 +69,7 @@ def test_close_unknown_tunnel_is_resource_not_found() -> None:
 
 
 def test_close_with_delete_removes_the_tunnel_from_describe_list_and_tags() -> None:
-    # facts: delete=true deletes the tunnel data immediately (INFERRED: ResourceNotFound after)
+    # AWS: delete=true deletes the tunnel data immediately (INFERRED: ResourceNotFound after)
     with mock_securetunneling(seed=1) as fake:
         client = make_client()
         kept = client.open_tunnel()["tunnelId"]
@@ -91,7 +91,7 @@ def test_close_with_delete_removes_the_tunnel_from_describe_list_and_tags() -> N
 
 
 def test_delete_on_an_already_closed_tunnel_deletes_it() -> None:
-    # decisions.md: "(with `delete=True` it deletes)"
+    # docs/fidelity.md: "(with `delete=True` it deletes)"
     with mock_securetunneling(seed=1) as fake:
         client = make_client()
         tunnel_id = client.open_tunnel()["tunnelId"]
@@ -104,7 +104,7 @@ def test_delete_on_an_already_closed_tunnel_deletes_it() -> None:
 
 
 def test_delete_false_only_closes() -> None:
-    # facts: DeleteFlag defaults to false: the tunnel stays visible while CLOSED
+    # AWS: DeleteFlag defaults to false: the tunnel stays visible while CLOSED
     with mock_securetunneling(seed=1):
         client = make_client()
         tunnel_id = client.open_tunnel()["tunnelId"]
@@ -113,7 +113,7 @@ def test_delete_false_only_closes() -> None:
 
 
 def test_tunnel_closes_when_lifetime_passes_with_fake_clock_advance() -> None:
-    # facts: "At maxLifetimeTimeoutMinutes after creation the tunnel goes CLOSED"
+    # AWS: "At maxLifetimeTimeoutMinutes after creation the tunnel goes CLOSED"
     with mock_securetunneling(seed=1) as fake:
         client = make_client()
         tunnel_id = client.open_tunnel(timeoutConfig={"maxLifetimeTimeoutMinutes": 30})["tunnelId"]
@@ -132,7 +132,7 @@ def test_tunnel_closes_when_lifetime_passes_with_fake_clock_advance() -> None:
 
 
 def test_expired_tunnel_last_updated_at_is_created_at_plus_lifetime_exactly() -> None:
-    # facts: expiry at createdAt + maxLifetimeTimeoutMinutes; fake.clock on top of freezegun
+    # AWS: expiry at createdAt + maxLifetimeTimeoutMinutes; fake.clock on top of freezegun
     with mock_securetunneling(seed=1) as fake, frozen():
         client = make_client()
         tunnel_id = client.open_tunnel(timeoutConfig={"maxLifetimeTimeoutMinutes": 30})["tunnelId"]
@@ -144,7 +144,7 @@ def test_expired_tunnel_last_updated_at_is_created_at_plus_lifetime_exactly() ->
 
 
 def test_tunnel_closes_when_lifetime_passes_with_freezegun_move_to() -> None:
-    # facts: expiry closes the tunnel; the fake's clock follows time.time() (freezegun)
+    # AWS: expiry closes the tunnel; the fake's clock follows time.time() (freezegun)
     with mock_securetunneling(seed=1), frozen() as clock:
         client = make_client()
         tunnel_id = client.open_tunnel(timeoutConfig={"maxLifetimeTimeoutMinutes": 60})["tunnelId"]
@@ -157,7 +157,7 @@ def test_tunnel_closes_when_lifetime_passes_with_freezegun_move_to() -> None:
 
 
 def test_tunnel_closes_when_lifetime_passes_with_time_machine() -> None:
-    # facts: expiry closes the tunnel; the fake's clock follows time.time() (time-machine)
+    # AWS: expiry closes the tunnel; the fake's clock follows time.time() (time-machine)
     with mock_securetunneling(seed=1), time_machine.travel(FROZEN_AT, tick=False) as traveller:
         client = make_client()
         tunnel_id = client.open_tunnel(timeoutConfig={"maxLifetimeTimeoutMinutes": 1})["tunnelId"]
@@ -170,7 +170,7 @@ def test_tunnel_closes_when_lifetime_passes_with_time_machine() -> None:
 
 
 def test_connected_states_are_shown_and_close_disconnects_both_sides() -> None:
-    # facts: a side connecting flips its state to CONNECTED; CLOSED -> both DISCONNECTED
+    # AWS: a side connecting flips its state to CONNECTED; CLOSED -> both DISCONNECTED
     with mock_securetunneling(seed=1) as fake, frozen() as clock:
         client = make_client()
         tunnel_id = client.open_tunnel()["tunnelId"]
@@ -199,7 +199,7 @@ def test_connected_states_are_shown_and_close_disconnects_both_sides() -> None:
 
 
 def test_expired_tunnel_reports_connected_side_as_disconnected_at_expiry() -> None:
-    # facts: expiry closes both connections; CLOSED tunnel shows both sides DISCONNECTED
+    # AWS: expiry closes both connections; CLOSED tunnel shows both sides DISCONNECTED
     with mock_securetunneling(seed=1) as fake, frozen() as clock:
         client = make_client()
         tunnel_id = client.open_tunnel(timeoutConfig={"maxLifetimeTimeoutMinutes": 10})["tunnelId"]
@@ -217,7 +217,7 @@ def test_expired_tunnel_reports_connected_side_as_disconnected_at_expiry() -> No
 
 
 def test_closed_tunnel_vanishes_from_describe_and_list_three_hours_after_closing() -> None:
-    # facts: closed tunnels visible "for at least three hours"; decisions.md: 3 hours, then gone
+    # AWS: closed tunnels visible "for at least three hours"; docs/fidelity.md: 3 hours, then gone
     with mock_securetunneling(seed=1) as fake, frozen() as clock:
         client = make_client()
         opened = client.open_tunnel()
@@ -240,7 +240,7 @@ def test_closed_tunnel_vanishes_from_describe_and_list_three_hours_after_closing
 
 
 def test_expired_tunnel_vanishes_three_hours_after_its_expiry() -> None:
-    # decisions.md: retention counts from when the tunnel became CLOSED (expiry included)
+    # docs/fidelity.md: retention counts from when the tunnel became CLOSED (expiry included)
     with mock_securetunneling(seed=1) as fake, frozen():
         client = make_client()
         tunnel_id = client.open_tunnel(timeoutConfig={"maxLifetimeTimeoutMinutes": 60})["tunnelId"]
@@ -253,7 +253,7 @@ def test_expired_tunnel_vanishes_three_hours_after_its_expiry() -> None:
 
 
 def test_retention_of_closed_tunnels_is_configurable() -> None:
-    # decisions.md: "for 3 hours of clock time (configurable)"
+    # docs/fidelity.md: "for 3 hours of clock time (configurable)"
     with mock_securetunneling(seed=1) as fake:
         fake.closed_retention_seconds = 60.0
         client = make_client()
@@ -265,7 +265,7 @@ def test_retention_of_closed_tunnels_is_configurable() -> None:
 
 
 def test_open_tunnels_are_never_removed_by_retention() -> None:
-    # decisions.md: retention applies to CLOSED tunnels only
+    # docs/fidelity.md: retention applies to CLOSED tunnels only
     with mock_securetunneling(seed=1) as fake:
         client = make_client()
         tunnel_id = client.open_tunnel()["tunnelId"]
@@ -274,7 +274,7 @@ def test_open_tunnels_are_never_removed_by_retention() -> None:
 
 
 def test_close_after_expiry_keeps_the_expiry_as_last_updated_at() -> None:
-    # decisions.md: CloseTunnel on a CLOSED (here: expired) tunnel changes nothing
+    # docs/fidelity.md: CloseTunnel on a CLOSED (here: expired) tunnel changes nothing
     with mock_securetunneling(seed=1), frozen() as clock:
         client = make_client()
         tunnel_id = client.open_tunnel(timeoutConfig={"maxLifetimeTimeoutMinutes": 2})["tunnelId"]

@@ -18,7 +18,7 @@ def ids(response: dict[str, Any]) -> list[str]:
 
 
 def test_list_tunnels_is_newest_first() -> None:
-    # facts: ListTunnels order is creation time descending
+    # AWS: ListTunnels order is creation time descending
     with mock_securetunneling(seed=1) as fake:
         client = make_client()
         opened = []
@@ -30,7 +30,7 @@ def test_list_tunnels_is_newest_first() -> None:
 
 
 def test_list_tunnels_is_newest_first_when_created_at_ties_under_frozen_time() -> None:
-    # facts: newest first; with frozen time createdAt ties and creation order decides
+    # AWS: newest first; with frozen time createdAt ties and creation order decides
     with mock_securetunneling(seed=1), frozen():
         client = make_client()
         opened = [client.open_tunnel()["tunnelId"] for _ in range(5)]
@@ -40,7 +40,7 @@ def test_list_tunnels_is_newest_first_when_created_at_ties_under_frozen_time() -
 
 
 def test_empty_account_lists_no_tunnels_and_no_next_token() -> None:
-    # facts: nextToken absent when there are no more results
+    # AWS: nextToken absent when there are no more results
     with mock_securetunneling(seed=1):
         response = make_client().list_tunnels()
     assert response["tunnelSummaries"] == []
@@ -48,7 +48,7 @@ def test_empty_account_lists_no_tunnels_and_no_next_token() -> None:
 
 
 def test_summaries_carry_only_the_summary_fields() -> None:
-    # facts: summaries carry only tunnelId, tunnelArn, status, description, createdAt,
+    # AWS: summaries carry only tunnelId, tunnelArn, status, description, createdAt,
     # lastUpdatedAt (no tags, connection states or destinationConfig)
     with mock_securetunneling(seed=1), frozen():
         client = make_client()
@@ -80,7 +80,7 @@ def test_summaries_carry_only_the_summary_fields() -> None:
 
 
 def test_closed_tunnels_are_listed_with_status_closed() -> None:
-    # facts: "CLOSED tunnels are listed until deleted"
+    # AWS: "CLOSED tunnels are listed until deleted"
     with mock_securetunneling(seed=1):
         client = make_client()
         closed = client.open_tunnel()["tunnelId"]
@@ -94,7 +94,7 @@ def test_closed_tunnels_are_listed_with_status_closed() -> None:
 
 
 def test_thing_name_filter_lists_only_that_things_tunnels_exactly() -> None:
-    # facts: thingName filter = tunnels whose destination thing is that name (exact match)
+    # AWS: thingName filter = tunnels whose destination thing is that name (exact match)
     with mock_securetunneling(seed=1):
         client = make_client()
         a1 = client.open_tunnel(destinationConfig={"thingName": "a", "services": ["SSH"]})
@@ -113,7 +113,7 @@ def test_thing_name_filter_lists_only_that_things_tunnels_exactly() -> None:
 
 
 def test_thing_name_filter_follows_a_destination_config_replaced_by_rotation() -> None:
-    # facts: DESTINATION rotation with destinationConfig sets the tunnel's destination
+    # AWS: DESTINATION rotation with destinationConfig sets the tunnel's destination
     with mock_securetunneling(seed=1):
         client = make_client()
         tunnel_id = client.open_tunnel(destinationConfig={"thingName": "old", "services": ["SSH"]})[
@@ -129,7 +129,7 @@ def test_thing_name_filter_follows_a_destination_config_replaced_by_rotation() -
 
 
 def test_paging_with_max_results_returns_each_tunnel_once_newest_first() -> None:
-    # facts: maxResults 1-100; nextToken absent when no more results
+    # AWS: maxResults 1-100; nextToken absent when no more results
     with mock_securetunneling(seed=1):
         client = make_client()
         opened = [client.open_tunnel()["tunnelId"] for _ in range(5)]
@@ -148,7 +148,7 @@ def test_paging_with_max_results_returns_each_tunnel_once_newest_first() -> None
 
 
 def test_paging_reads_a_stable_snapshot_tunnels_opened_while_paging_do_not_appear() -> None:
-    # decisions.md-style choice: a nextToken pages through the result as it was at page one
+    # our choice (docs/fidelity.md): a nextToken pages through the result as it was at page one
     with mock_securetunneling(seed=1):
         client = make_client()
         opened = [client.open_tunnel()["tunnelId"] for _ in range(5)]
@@ -169,7 +169,7 @@ def test_paging_reads_a_stable_snapshot_tunnels_opened_while_paging_do_not_appea
 
 
 def test_page_size_may_change_between_pages_of_one_snapshot() -> None:
-    # facts: maxResults is a per-request parameter
+    # AWS: maxResults is a per-request parameter
     with mock_securetunneling(seed=1):
         client = make_client()
         opened = [client.open_tunnel()["tunnelId"] for _ in range(6)]
@@ -180,7 +180,7 @@ def test_page_size_may_change_between_pages_of_one_snapshot() -> None:
 
 
 def test_a_next_token_can_be_used_again_for_the_same_page() -> None:
-    # decisions.md-style choice: tokens name a stable snapshot position
+    # our choice (docs/fidelity.md): tokens name a stable snapshot position
     with mock_securetunneling(seed=1):
         client = make_client()
         for _ in range(3):
@@ -191,7 +191,7 @@ def test_a_next_token_can_be_used_again_for_the_same_page() -> None:
 
 
 def test_tunnel_deleted_while_paging_is_skipped() -> None:
-    # facts: a deleted tunnel can not be described or listed
+    # AWS: a deleted tunnel can not be described or listed
     with mock_securetunneling(seed=1):
         client = make_client()
         opened = [client.open_tunnel()["tunnelId"] for _ in range(4)]
@@ -204,7 +204,7 @@ def test_tunnel_deleted_while_paging_is_skipped() -> None:
 
 
 def test_thing_name_filter_pages_through_matching_tunnels_only() -> None:
-    # facts: thingName filter and maxResults together
+    # AWS: thingName filter and maxResults together
     with mock_securetunneling(seed=1):
         client = make_client()
         mine = []
@@ -220,7 +220,7 @@ def test_thing_name_filter_pages_through_matching_tunnels_only() -> None:
 
 
 def test_unknown_next_token_is_invalid_request_with_a_clear_message() -> None:
-    # decisions.md: well-formed but not allowed -> InvalidRequestException naming the rule
+    # docs/fidelity.md: well-formed but not allowed -> InvalidRequestException naming the rule
     with mock_securetunneling(seed=1):
         error = client_error(make_client().list_tunnels, nextToken="bm90LWEtdG9rZW4=")
     assert_error(
@@ -231,7 +231,7 @@ def test_unknown_next_token_is_invalid_request_with_a_clear_message() -> None:
 
 
 def test_next_token_reused_with_a_different_thing_name_is_invalid_request() -> None:
-    # decisions.md: InvalidRequestException names the rule
+    # docs/fidelity.md: InvalidRequestException names the rule
     with mock_securetunneling(seed=1):
         client = make_client()
         for _ in range(2):
@@ -261,7 +261,7 @@ def test_next_token_reused_with_a_different_thing_name_is_invalid_request() -> N
 
 
 def test_next_token_of_another_region_is_not_valid_here() -> None:
-    # facts: tunnels and their listings belong to one account in one region
+    # AWS: tunnels and their listings belong to one account in one region
     with mock_securetunneling(seed=1):
         east = make_client()
         for _ in range(2):
@@ -276,7 +276,7 @@ def test_next_token_of_another_region_is_not_valid_here() -> None:
 
 
 def test_default_page_size_is_100() -> None:
-    # decisions.md: "ListTunnels without maxResults returns up to 100 summaries per page"
+    # docs/fidelity.md: "ListTunnels without maxResults returns up to 100 summaries per page"
     with mock_securetunneling(seed=1) as fake:
         opened = [fake.call("OpenTunnel", {})["tunnelId"] for _ in range(101)]
         client = make_client()
@@ -288,7 +288,7 @@ def test_default_page_size_is_100() -> None:
 
 
 def test_exactly_max_results_tunnels_fit_on_one_page_without_next_token() -> None:
-    # facts: nextToken null/absent when there are no more results
+    # AWS: nextToken null/absent when there are no more results
     with mock_securetunneling(seed=1) as fake:
         for _ in range(3):
             fake.call("OpenTunnel", {})
@@ -298,7 +298,7 @@ def test_exactly_max_results_tunnels_fit_on_one_page_without_next_token() -> Non
 
 
 def test_list_tunnels_has_no_botocore_paginator() -> None:
-    # facts: "ListTunnels has no botocore paginator"
+    # AWS: "ListTunnels has no botocore paginator"
     assert make_client().can_paginate("list_tunnels") is False
 
 

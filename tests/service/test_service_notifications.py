@@ -23,7 +23,7 @@ def payload(token: str, services: list[str], region: str = "us-east-1") -> dict[
 
 
 def test_open_tunnel_with_thing_name_publishes_the_exact_notification() -> None:
-    # facts §2: topic $aws/things/<thing>/tunnels/notify; payload has exactly these four keys
+    # AWS: topic $aws/things/<thing>/tunnels/notify; the payload has exactly these four keys
     with mock_securetunneling(seed=1) as fake, frozen():
         opened = make_client().open_tunnel(
             destinationConfig={"thingName": "robot-1", "services": ["SSH", "VNC"]}
@@ -45,7 +45,7 @@ def test_open_tunnel_with_thing_name_publishes_the_exact_notification() -> None:
 
 
 def test_notification_region_is_the_tunnels_region() -> None:
-    # facts §2: payload "region": "<aws-region>"
+    # AWS: payload "region": "<aws-region>"
     with mock_securetunneling(seed=1) as fake:
         opened = make_client(region="ap-southeast-2").open_tunnel(
             destinationConfig={"thingName": "t", "services": ["SSH"]}
@@ -56,7 +56,7 @@ def test_notification_region_is_the_tunnels_region() -> None:
 
 
 def test_no_notification_without_a_thing_name() -> None:
-    # facts §2: not published when there is no thingName (INFERRED)
+    # AWS: not published when there is no thingName (INFERRED)
     with mock_securetunneling(seed=1) as fake:
         client = make_client()
         client.open_tunnel()
@@ -67,7 +67,7 @@ def test_no_notification_without_a_thing_name() -> None:
 
 @pytest.mark.parametrize("mode", ["DESTINATION", "ALL"])
 def test_rotation_republishes_with_the_new_token_using_the_stored_thing_name(mode: str) -> None:
-    # decisions.md: DESTINATION or ALL publishes when the tunnel has a thing name (stored one)
+    # docs/fidelity.md: DESTINATION or ALL publishes when the tunnel has a thing name (stored one)
     with mock_securetunneling(seed=1) as fake:
         client = make_client()
         opened = client.open_tunnel(destinationConfig={"thingName": "dev", "services": ["SSH"]})
@@ -80,7 +80,7 @@ def test_rotation_republishes_with_the_new_token_using_the_stored_thing_name(mod
 
 
 def test_rotation_with_destination_config_publishes_to_the_new_thing_and_services() -> None:
-    # facts §2: DESTINATION rotation with destinationConfig re-publishes (CONFIRMED)
+    # AWS: DESTINATION rotation with destinationConfig re-publishes (CONFIRMED)
     with mock_securetunneling(seed=1) as fake:
         client = make_client()
         opened = client.open_tunnel(destinationConfig={"thingName": "old", "services": ["SSH"]})
@@ -98,7 +98,7 @@ def test_rotation_with_destination_config_publishes_to_the_new_thing_and_service
 
 
 def test_source_rotation_publishes_nothing() -> None:
-    # facts §2: notifications never carry the source token
+    # AWS: notifications never carry the source token
     with mock_securetunneling(seed=1) as fake:
         client = make_client()
         opened = client.open_tunnel(destinationConfig={"thingName": "dev", "services": ["SSH"]})

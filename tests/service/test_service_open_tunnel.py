@@ -26,7 +26,7 @@ TOKEN_RE = re.compile(r"AQGAAXi[A-Za-z0-9_=-]{593}")
 
 
 def test_open_tunnel_id_is_uuid4_and_arn_names_region_account_and_id() -> None:
-    # facts: "Real tunnel IDs are UUIDs"; ARN `arn:aws:iot:<region>:<account-id>:tunnel/<id>`
+    # AWS: "Real tunnel IDs are UUIDs"; ARN `arn:aws:iot:<region>:<account-id>:tunnel/<id>`
     with mock_securetunneling(seed=1):
         response = make_client().open_tunnel()
     assert is_uuid4(response["tunnelId"])
@@ -34,7 +34,7 @@ def test_open_tunnel_id_is_uuid4_and_arn_names_region_account_and_id() -> None:
 
 
 def test_open_tunnel_response_has_exactly_id_arn_and_two_tokens() -> None:
-    # facts: OpenTunnel response is tunnelId, tunnelArn, sourceAccessToken, destinationAccessToken
+    # AWS: OpenTunnel response is tunnelId, tunnelArn, sourceAccessToken, destinationAccessToken
     with mock_securetunneling(seed=1):
         response = make_client().open_tunnel()
     assert set(without_metadata(response)) == {
@@ -47,7 +47,7 @@ def test_open_tunnel_response_has_exactly_id_arn_and_two_tokens() -> None:
 
 
 def test_open_tunnel_source_and_destination_tokens_differ_and_are_bound_to_their_mode() -> None:
-    # facts: "Source and destination tokens are different values; each token is bound to one mode"
+    # AWS: "Source and destination tokens are different values; each token is bound to one mode"
     with mock_securetunneling(seed=1) as fake:
         response = make_client().open_tunnel()
     source, destination = response["sourceAccessToken"], response["destinationAccessToken"]
@@ -63,7 +63,7 @@ def test_open_tunnel_source_and_destination_tokens_differ_and_are_bound_to_their
 
 
 def test_open_tunnel_tokens_look_like_real_ones_600_base64url_characters() -> None:
-    # facts: observed real tokens are 600 characters of base64url starting `AQGAAXi`
+    # AWS: observed real tokens are 600 characters of base64url starting `AQGAAXi`
     with mock_securetunneling(seed=1):
         response = make_client().open_tunnel()
     for token in (response["sourceAccessToken"], response["destinationAccessToken"]):
@@ -71,7 +71,7 @@ def test_open_tunnel_tokens_look_like_real_ones_600_base64url_characters() -> No
 
 
 def test_every_open_tunnel_call_makes_new_ids_and_tokens() -> None:
-    # facts: "Tunnel IDs/tokens are new per call; duplicate descriptions allowed" (INFERRED)
+    # AWS: "Tunnel IDs/tokens are new per call; duplicate descriptions allowed" (INFERRED)
     with mock_securetunneling(seed=1):
         client = make_client()
         responses = [client.open_tunnel(description="same") for _ in range(20)]
@@ -81,7 +81,7 @@ def test_every_open_tunnel_call_makes_new_ids_and_tokens() -> None:
 
 
 def test_open_tunnel_without_arguments_describes_open_720_minute_tunnel_with_no_options() -> None:
-    # facts: "open-tunnel with no arguments is valid"; default lifetime 720 minutes;
+    # AWS: "open-tunnel with no arguments is valid"; default lifetime 720 minutes;
     # new tunnel OPEN with both connection states DISCONNECTED
     with mock_securetunneling(seed=1), frozen():
         client = make_client()
@@ -102,7 +102,7 @@ def test_open_tunnel_without_arguments_describes_open_720_minute_tunnel_with_no_
 
 
 def test_describe_echoes_description_tags_destination_config_and_timeout_config() -> None:
-    # facts: DescribeTunnel returns description, destinationConfig, timeoutConfig, tags
+    # AWS: DescribeTunnel returns description, destinationConfig, timeoutConfig, tags
     with mock_securetunneling(seed=1), frozen():
         client = make_client()
         opened = client.open_tunnel(
@@ -128,7 +128,7 @@ def test_describe_echoes_description_tags_destination_config_and_timeout_config(
 
 
 def test_destination_config_without_thing_name_is_echoed_without_it() -> None:
-    # facts: DestinationConfig.thingName is optional, services required
+    # AWS: DestinationConfig.thingName is optional, services required
     with mock_securetunneling(seed=1):
         client = make_client()
         opened = client.open_tunnel(destinationConfig={"services": ["SSH"]})
@@ -137,7 +137,7 @@ def test_destination_config_without_thing_name_is_echoed_without_it() -> None:
 
 
 def test_default_lifetime_is_720_minutes_and_maximum_720_is_accepted() -> None:
-    # facts: "Default lifetime 720 minutes (12 h); allowed 1-720"
+    # AWS: "Default lifetime 720 minutes (12 h); allowed 1-720"
     with mock_securetunneling(seed=1):
         client = make_client()
         default = client.open_tunnel()["tunnelId"]
@@ -155,7 +155,7 @@ def test_default_lifetime_is_720_minutes_and_maximum_720_is_accepted() -> None:
 
 
 def test_new_tunnel_created_at_equals_last_updated_at_and_connection_timestamps() -> None:
-    # facts: new tunnel is OPEN with both connection states DISCONNECTED
+    # AWS: new tunnel is OPEN with both connection states DISCONNECTED
     with mock_securetunneling(seed=1):
         client = make_client()
         tunnel = client.describe_tunnel(tunnelId=client.open_tunnel()["tunnelId"])["tunnel"]
@@ -166,7 +166,7 @@ def test_new_tunnel_created_at_equals_last_updated_at_and_connection_timestamps(
 
 
 def test_timestamps_are_datetimes_with_botocore_tzlocal_from_epoch_seconds() -> None:
-    # facts: timestamps are epoch-second JSON numbers; botocore parses them with tzlocal()
+    # AWS: timestamps are epoch-second JSON numbers; botocore parses them with tzlocal()
     with mock_securetunneling(seed=1) as fake:
         client = make_client()
         tunnel_id = client.open_tunnel()["tunnelId"]
@@ -191,7 +191,7 @@ def test_timestamps_are_datetimes_with_botocore_tzlocal_from_epoch_seconds() -> 
 
 
 def test_open_tunnel_quota_reached_is_limit_exceeded_exception() -> None:
-    # decisions.md: open tunnels per account and region quota -> LimitExceededException (400)
+    # docs/fidelity.md: open tunnels per account and region quota -> LimitExceededException (400)
     with mock_securetunneling(seed=1) as fake:
         fake.quotas.open_tunnels = 2
         client = make_client()
@@ -209,7 +209,7 @@ def test_open_tunnel_quota_reached_is_limit_exceeded_exception() -> None:
 
 
 def test_closed_tunnels_do_not_count_towards_the_open_tunnel_quota() -> None:
-    # decisions.md: the quota counts *open* tunnels
+    # docs/fidelity.md: the quota counts *open* tunnels
     with mock_securetunneling(seed=1) as fake:
         fake.quotas.open_tunnels = 1
         client = make_client()
@@ -223,7 +223,7 @@ def test_closed_tunnels_do_not_count_towards_the_open_tunnel_quota() -> None:
 
 
 def test_expired_tunnels_do_not_count_towards_the_open_tunnel_quota() -> None:
-    # facts: a tunnel is CLOSED once its lifetime passes; decisions.md: quota counts open ones
+    # AWS: a tunnel is CLOSED once its lifetime passes; docs/fidelity.md: quota counts open ones
     with mock_securetunneling(seed=1) as fake:
         fake.quotas.open_tunnels = 1
         client = make_client()
@@ -236,7 +236,7 @@ def test_expired_tunnels_do_not_count_towards_the_open_tunnel_quota() -> None:
 
 
 def test_open_tunnel_quota_is_per_account_and_region() -> None:
-    # decisions.md: "open tunnels per account and region"
+    # docs/fidelity.md: "open tunnels per account and region"
     with mock_securetunneling(seed=1) as fake:
         fake.quotas.open_tunnels = 1
         fake.accounts["AKIDOTHER"] = "210987654321"
@@ -249,7 +249,7 @@ def test_open_tunnel_quota_is_per_account_and_region() -> None:
 
 
 def test_four_services_is_limit_exceeded_exception() -> None:
-    # facts: max 3 services per tunnel; decisions.md: "a fourth is LimitExceededException"
+    # AWS: max 3 services per tunnel; docs/fidelity.md: "a fourth is LimitExceededException"
     with mock_securetunneling(seed=1) as fake:
         client = make_client()
         with pytest.raises(client.exceptions.LimitExceededException) as info:
@@ -266,7 +266,7 @@ def test_four_services_is_limit_exceeded_exception() -> None:
 
 
 def test_three_services_are_accepted_and_the_services_quota_is_configurable() -> None:
-    # decisions.md: services per tunnel 3, configurable
+    # docs/fidelity.md: services per tunnel 3, configurable
     with mock_securetunneling(seed=1) as fake:
         client = make_client()
         three = client.open_tunnel(destinationConfig={"services": ["A", "B", "C"]})
@@ -280,7 +280,7 @@ def test_three_services_are_accepted_and_the_services_quota_is_configurable() ->
 
 
 def test_duplicate_services_are_invalid_request() -> None:
-    # decisions.md: a well-formed but not allowed request is InvalidRequestException
+    # docs/fidelity.md: a well-formed but not allowed request is InvalidRequestException
     with mock_securetunneling(seed=1) as fake:
         client = make_client()
         error = client_error(
@@ -294,7 +294,7 @@ def test_duplicate_services_are_invalid_request() -> None:
 
 
 def test_duplicate_tag_keys_are_invalid_request() -> None:
-    # decisions.md: a well-formed but not allowed request is InvalidRequestException
+    # docs/fidelity.md: a well-formed but not allowed request is InvalidRequestException
     with mock_securetunneling(seed=1) as fake:
         client = make_client()
         error = client_error(
@@ -306,7 +306,7 @@ def test_duplicate_tag_keys_are_invalid_request() -> None:
 
 @pytest.mark.parametrize("key", ["aws:owner", "AWS:owner", "Aws:x"])
 def test_aws_prefixed_tag_key_is_validation_exception(key: str) -> None:
-    # decisions.md: "keys starting with `aws:` are reserved and refused with ValidationException"
+    # docs/fidelity.md: keys starting with `aws:` are refused with ValidationException
     with mock_securetunneling(seed=1) as fake:
         client = make_client()
         error = client_error(client.open_tunnel, tags=[{"key": key, "value": "v"}])
@@ -319,7 +319,7 @@ def test_aws_prefixed_tag_key_is_validation_exception(key: str) -> None:
 
 
 def test_tags_beyond_the_per_tunnel_quota_on_open_are_limit_exceeded() -> None:
-    # decisions.md: quotas are configurable; the model allows 200 tags per request
+    # docs/fidelity.md: quotas are configurable; the model allows 200 tags per request
     with mock_securetunneling(seed=1) as fake:
         fake.quotas.tags_per_tunnel = 2
         client = make_client()
@@ -331,7 +331,7 @@ def test_tags_beyond_the_per_tunnel_quota_on_open_are_limit_exceeded() -> None:
 
 
 def test_two_hundred_tags_are_accepted_by_default() -> None:
-    # facts: OpenTunnel tags 1-200 items
+    # AWS: OpenTunnel tags 1-200 items
     with mock_securetunneling(seed=1):
         client = make_client()
         tags = [{"key": f"k{i:03}", "value": str(i)} for i in range(200)]

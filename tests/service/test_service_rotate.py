@@ -31,7 +31,7 @@ def revoked(fake: SecureTunnelFake, token: str) -> bool:
 def test_rotate_returns_only_that_modes_tokens_plus_tunnel_arn(
     mode: str, returned: set[str]
 ) -> None:
-    # facts: SOURCE -> sourceAccessToken + tunnelArn; DESTINATION -> destination token +
+    # AWS: SOURCE -> sourceAccessToken + tunnelArn; DESTINATION -> destination token +
     # tunnelArn (CONFIRMED); ALL -> both (INFERRED)
     with mock_securetunneling(seed=1):
         client = make_client()
@@ -53,7 +53,7 @@ def test_rotate_returns_only_that_modes_tokens_plus_tunnel_arn(
 def test_rotate_revokes_old_tokens_of_that_mode_only_and_issues_new_ones(
     mode: str, rotated: set[str]
 ) -> None:
-    # facts: "revokes the current CAT of that mode and issues a new one"
+    # AWS: "revokes the current CAT of that mode and issues a new one"
     with mock_securetunneling(seed=1) as fake:
         client = make_client()
         opened = client.open_tunnel()
@@ -77,7 +77,7 @@ def test_rotate_revokes_old_tokens_of_that_mode_only_and_issues_new_ones(
 
 
 def test_rotating_twice_revokes_the_first_rotated_token_too() -> None:
-    # facts: rotation revokes the *current* token of that mode
+    # AWS: rotation revokes the *current* token of that mode
     with mock_securetunneling(seed=1) as fake:
         client = make_client()
         tunnel_id = client.open_tunnel()["tunnelId"]
@@ -88,8 +88,8 @@ def test_rotating_twice_revokes_the_first_rotated_token_too() -> None:
 
 
 def test_destination_config_with_source_mode_is_invalid_request() -> None:
-    # facts/API: "You can not use DestinationConfig with source clientMode";
-    # decisions.md: InvalidRequestException
+    # AWS API reference: "You can not use DestinationConfig with source clientMode";
+    # docs/fidelity.md: InvalidRequestException
     with mock_securetunneling(seed=1) as fake:
         client = make_client()
         opened = client.open_tunnel(destinationConfig={"thingName": "t", "services": ["SSH"]})
@@ -109,7 +109,7 @@ def test_destination_config_with_source_mode_is_invalid_request() -> None:
 
 
 def test_destination_rotation_with_destination_config_replaces_it() -> None:
-    # facts: DESTINATION rotation with destinationConfig re-targets the destination
+    # AWS: DESTINATION rotation with destinationConfig re-targets the destination
     with mock_securetunneling(seed=1):
         client = make_client()
         tunnel_id = client.open_tunnel(
@@ -125,7 +125,7 @@ def test_destination_rotation_with_destination_config_replaces_it() -> None:
 
 
 def test_all_rotation_with_destination_config_sets_it_on_a_tunnel_without_one() -> None:
-    # facts: destinationConfig is allowed with DESTINATION and ALL
+    # AWS: destinationConfig is allowed with DESTINATION and ALL
     with mock_securetunneling(seed=1):
         client = make_client()
         tunnel_id = client.open_tunnel()["tunnelId"]
@@ -139,7 +139,7 @@ def test_all_rotation_with_destination_config_sets_it_on_a_tunnel_without_one() 
 
 
 def test_rotation_destination_config_obeys_the_services_rules() -> None:
-    # decisions.md: 4 services -> LimitExceededException; duplicates -> InvalidRequestException
+    # docs/fidelity.md: 4 services -> LimitExceededException; duplicates -> InvalidRequestException
     with mock_securetunneling(seed=1) as fake:
         client = make_client()
         opened = client.open_tunnel(destinationConfig={"thingName": "t", "services": ["SSH"]})
@@ -171,7 +171,7 @@ def test_rotation_destination_config_obeys_the_services_rules() -> None:
 
 
 def test_rotation_never_extends_the_lifetime() -> None:
-    # facts: "Rotation does not extend lifetime"
+    # AWS: "Rotation does not extend lifetime"
     with mock_securetunneling(seed=1), frozen() as clock:
         client = make_client()
         tunnel_id = client.open_tunnel(timeoutConfig={"maxLifetimeTimeoutMinutes": 30})["tunnelId"]
@@ -186,7 +186,7 @@ def test_rotation_never_extends_the_lifetime() -> None:
 
 
 def test_rotation_moves_last_updated_at_but_not_created_at() -> None:
-    # facts: DescribeTunnel lastUpdatedAt reflects the latest change
+    # AWS: DescribeTunnel lastUpdatedAt reflects the latest change
     with mock_securetunneling(seed=1), frozen() as clock:
         client = make_client()
         tunnel_id = client.open_tunnel()["tunnelId"]
@@ -201,7 +201,7 @@ def test_rotation_moves_last_updated_at_but_not_created_at() -> None:
 
 @pytest.mark.parametrize("how", ["closed", "expired"])
 def test_rotate_on_a_closed_tunnel_is_invalid_request(how: str) -> None:
-    # decisions.md: "rotate on a CLOSED tunnel" -> InvalidRequestException
+    # docs/fidelity.md: "rotate on a CLOSED tunnel" -> InvalidRequestException
     with mock_securetunneling(seed=1) as fake:
         client = make_client()
         opened = client.open_tunnel(timeoutConfig={"maxLifetimeTimeoutMinutes": 5})
@@ -222,7 +222,7 @@ def test_rotate_on_a_closed_tunnel_is_invalid_request(how: str) -> None:
 
 
 def test_rotate_unknown_tunnel_is_resource_not_found() -> None:
-    # facts: ResourceNotFoundException for all ops except OpenTunnel/ListTunnels
+    # AWS: ResourceNotFoundException for all ops except OpenTunnel/ListTunnels
     unknown = "11111111-1111-4111-8111-111111111111"
     with mock_securetunneling(seed=1):
         client = make_client()
@@ -250,7 +250,7 @@ def test_rotated_tokens_are_recorded_in_calls() -> None:
 
 
 def test_rotate_destination_config_without_thing_name_keeps_the_stored_thing() -> None:
-    # decisions.md: the notification goes to the request's thing "or the stored one".
+    # docs/fidelity.md: the notification goes to the request's thing "or the stored one".
 
     with mock_securetunneling(seed=4) as fake:
         client = make_client()

@@ -15,7 +15,7 @@ def tags_of(client: Any, arn: str) -> list[dict[str, str]]:
 
 
 def test_list_tags_returns_the_tags_given_at_open() -> None:
-    # facts: ListTagsForResource returns {"tags": [{"key", "value"}, ...]}
+    # AWS: ListTagsForResource returns {"tags": [{"key", "value"}, ...]}
     with mock_securetunneling(seed=1):
         client = make_client()
         arn = client.open_tunnel(tags=[{"key": "a", "value": "1"}, {"key": "b", "value": "2"}])[
@@ -28,7 +28,7 @@ def test_list_tags_returns_the_tags_given_at_open() -> None:
 
 
 def test_list_tags_of_an_untagged_tunnel_is_an_empty_list() -> None:
-    # facts: ListTagsForResource shape {"tags": [...]}
+    # AWS: ListTagsForResource shape {"tags": [...]}
     with mock_securetunneling(seed=1):
         client = make_client()
         arn = client.open_tunnel()["tunnelArn"]
@@ -36,7 +36,7 @@ def test_list_tags_of_an_untagged_tunnel_is_an_empty_list() -> None:
 
 
 def test_tag_resource_merges_overwriting_existing_keys_and_adding_new_ones() -> None:
-    # facts/API: TagResource adds tags; a key that exists gets the new value
+    # AWS API reference: TagResource adds tags; a key that exists gets the new value
     with mock_securetunneling(seed=1):
         client = make_client()
         opened = client.open_tunnel(tags=[{"key": "a", "value": "1"}, {"key": "b", "value": "2"}])
@@ -56,7 +56,7 @@ def test_tag_resource_merges_overwriting_existing_keys_and_adding_new_ones() -> 
 
 
 def test_untag_resource_removes_keys_and_ignores_missing_ones() -> None:
-    # facts/API: UntagResource removes the given keys (0-200 of them)
+    # AWS API reference: UntagResource removes the given keys (0-200 of them)
     with mock_securetunneling(seed=1):
         client = make_client()
         opened = client.open_tunnel(tags=[{"key": "a", "value": "1"}, {"key": "b", "value": "2"}])
@@ -75,7 +75,7 @@ def test_untag_resource_removes_keys_and_ignores_missing_ones() -> None:
 
 
 def test_tag_keys_are_case_sensitive() -> None:
-    # facts: tag keys are strings compared as given (AWS tags are case-sensitive)
+    # AWS: tag keys are strings compared as given (AWS tags are case-sensitive)
     with mock_securetunneling(seed=1):
         client = make_client()
         arn = client.open_tunnel(tags=[{"key": "Env", "value": "prod"}])["tunnelArn"]
@@ -89,7 +89,7 @@ def test_tag_keys_are_case_sensitive() -> None:
 
 @pytest.mark.parametrize("operation", ["tag", "untag", "list"])
 def test_unknown_arn_is_resource_not_found_for_every_tag_operation(operation: str) -> None:
-    # facts: unknown ARN -> ResourceNotFoundException
+    # AWS: unknown ARN -> ResourceNotFoundException
     arn = f"arn:aws:iot:us-east-1:{ACCOUNT}:tunnel/00000000-0000-4000-8000-000000000000"
     with mock_securetunneling(seed=1):
         client = make_client()
@@ -119,7 +119,7 @@ def test_unknown_arn_is_resource_not_found_for_every_tag_operation(operation: st
 def test_arn_that_is_not_exactly_this_regions_and_accounts_tunnel_is_not_found(
     mangle: Any,
 ) -> None:
-    # facts: ARN arn:aws:iot:<region>:<account>:tunnel/<id>; tunnels live in one region/account
+    # AWS: ARN arn:aws:iot:<region>:<account>:tunnel/<id>; tunnels live in one region/account
     with mock_securetunneling(seed=1):
         client = make_client()
         arn = mangle(client.open_tunnel()["tunnelArn"])
@@ -128,7 +128,7 @@ def test_arn_that_is_not_exactly_this_regions_and_accounts_tunnel_is_not_found(
 
 
 def test_tag_resource_beyond_the_per_tunnel_quota_is_limit_exceeded() -> None:
-    # decisions.md: the model's limits are enforced; per-tunnel tag quota is configurable
+    # docs/fidelity.md: the model's limits are enforced; per-tunnel tag quota is configurable
     with mock_securetunneling(seed=1) as fake:
         fake.quotas.tags_per_tunnel = 3
         client = make_client()
@@ -160,7 +160,7 @@ def test_tag_resource_beyond_the_per_tunnel_quota_is_limit_exceeded() -> None:
 
 
 def test_tagging_a_closed_tunnel_is_allowed() -> None:
-    # decisions.md: "Tagging a CLOSED tunnel is allowed"
+    # docs/fidelity.md: "Tagging a CLOSED tunnel is allowed"
     with mock_securetunneling(seed=1):
         client = make_client()
         opened = client.open_tunnel()
@@ -173,7 +173,7 @@ def test_tagging_a_closed_tunnel_is_allowed() -> None:
 
 
 def test_aws_prefixed_keys_are_refused_by_tag_and_untag() -> None:
-    # decisions.md: `aws:` keys are reserved and refused with ValidationException
+    # docs/fidelity.md: `aws:` keys are reserved and refused with ValidationException
     with mock_securetunneling(seed=1):
         client = make_client()
         arn = client.open_tunnel(tags=[{"key": "k", "value": "v"}])["tunnelArn"]
@@ -199,7 +199,7 @@ def test_aws_prefixed_keys_are_refused_by_tag_and_untag() -> None:
 
 
 def test_tag_resource_with_duplicate_keys_is_invalid_request() -> None:
-    # decisions.md: a well-formed but not allowed request is InvalidRequestException
+    # docs/fidelity.md: a well-formed but not allowed request is InvalidRequestException
     with mock_securetunneling(seed=1):
         client = make_client()
         arn = client.open_tunnel()["tunnelArn"]

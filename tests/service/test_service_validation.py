@@ -43,7 +43,7 @@ def service_error(fake: SecureTunnelFake, operation: str, params: dict[str, Any]
 
 
 def test_lifetime_above_720_is_one_validation_error_with_nested_path() -> None:
-    # facts: timeoutConfig.maxLifetimeTimeoutMinutes 1-720; decisions.md: standard AWS format
+    # AWS: timeoutConfig.maxLifetimeTimeoutMinutes 1-720; docs/fidelity.md: standard AWS format
     with mock_securetunneling(seed=1) as fake:
         client = make_client()
         error = client_error(client.open_tunnel, timeoutConfig={"maxLifetimeTimeoutMinutes": 721})
@@ -60,7 +60,7 @@ def test_lifetime_above_720_is_one_validation_error_with_nested_path() -> None:
 
 
 def test_thing_name_with_space_fails_pattern_at_destination_config_thing_name() -> None:
-    # facts: thingName pattern [a-zA-Z0-9:_-]+
+    # AWS: thingName pattern [a-zA-Z0-9:_-]+
     with mock_securetunneling(seed=1):
         client = make_client()
         error = client_error(
@@ -78,7 +78,7 @@ def test_thing_name_with_space_fails_pattern_at_destination_config_thing_name() 
 
 
 def test_several_violations_are_counted_and_joined_with_semicolons() -> None:
-    # decisions.md: every model violation reported in the standard AWS format
+    # docs/fidelity.md: every model violation reported in the standard AWS format
     with mock_securetunneling(seed=1):
         client = make_client()
         error = client_error(
@@ -106,7 +106,7 @@ def test_several_violations_are_counted_and_joined_with_semicolons() -> None:
 
 
 def test_client_mode_outside_enum_lists_the_enum_values() -> None:
-    # facts: clientMode SOURCE|DESTINATION|ALL
+    # AWS: clientMode SOURCE|DESTINATION|ALL
     with mock_securetunneling(seed=1):
         client = make_client()
         tunnel_id = client.open_tunnel()["tunnelId"]
@@ -121,7 +121,7 @@ def test_client_mode_outside_enum_lists_the_enum_values() -> None:
 
 
 def test_max_results_above_100_is_validation_exception() -> None:
-    # facts: ListTunnels maxResults 1-100
+    # AWS: ListTunnels maxResults 1-100
     with mock_securetunneling(seed=1):
         error = client_error(make_client().list_tunnels, maxResults=101)
     assert_error(
@@ -132,7 +132,7 @@ def test_max_results_above_100_is_validation_exception() -> None:
 
 
 def test_empty_tunnel_id_fails_the_tunnel_id_pattern() -> None:
-    # facts: TunnelId pattern [a-zA-Z0-9_\-+=:]{1,128} (the model gives it no min length)
+    # AWS: TunnelId pattern [a-zA-Z0-9_\-+=:]{1,128} (the model gives it no min length)
     with mock_securetunneling(seed=1):
         error = client_error(make_client().describe_tunnel, tunnelId="")
     assert_error(
@@ -143,7 +143,7 @@ def test_empty_tunnel_id_fails_the_tunnel_id_pattern() -> None:
 
 
 def test_tunnel_id_longer_than_128_fails_the_pattern() -> None:
-    # facts: TunnelId pattern [a-zA-Z0-9_\-+=:]{1,128}
+    # AWS: TunnelId pattern [a-zA-Z0-9_\-+=:]{1,128}
     long_id = "a" * 129
     with mock_securetunneling(seed=1):
         error = client_error(make_client().close_tunnel, tunnelId=long_id)
@@ -159,7 +159,7 @@ def test_tunnel_id_longer_than_128_fails_the_pattern() -> None:
 
 
 def test_description_with_control_character_fails_the_not_p_c_pattern() -> None:
-    # facts: description pattern [^\p{C}]{1,2048}
+    # AWS: description pattern [^\p{C}]{1,2048}
     with mock_securetunneling(seed=1):
         error = client_error(make_client().open_tunnel, description="line one\nline two")
     assert_error(
@@ -174,7 +174,7 @@ def test_description_with_control_character_fails_the_not_p_c_pattern() -> None:
 
 
 def test_description_of_2048_non_control_characters_is_accepted_2049_is_not() -> None:
-    # facts: description pattern [^\p{C}]{1,2048}; Unicode letters/symbols are not \p{C}
+    # AWS: description pattern [^\p{C}]{1,2048}; Unicode letters/symbols are not \p{C}
     accepted = ("Größe 東京 ✓ " * 187)[:2048]
     assert len(accepted) == 2048
     with mock_securetunneling(seed=1):
@@ -195,7 +195,7 @@ def test_description_of_2048_non_control_characters_is_accepted_2049_is_not() ->
 
 
 def test_tag_key_with_forbidden_character_reports_tags_n_member_key() -> None:
-    # facts: tag key pattern ^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$
+    # AWS: tag key pattern ^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$
     with mock_securetunneling(seed=1):
         client = make_client()
         first = client_error(client.open_tunnel, tags=[{"key": "bad*key", "value": "v"}])
@@ -216,7 +216,7 @@ def test_tag_key_with_forbidden_character_reports_tags_n_member_key() -> None:
 
 
 def test_tag_key_and_value_with_unicode_letters_numbers_and_spaces_are_accepted() -> None:
-    # facts: tag pattern uses \p{L}, \p{Z}, \p{N} classes (Unicode-aware)
+    # AWS: tag pattern uses \p{L}, \p{Z}, \p{N} classes (Unicode-aware)
     tags = [
         {"key": "Schlüssel größe", "value": "東京 ٣ café"},
         {"key": "名前", "value": "Ωμέγα_1.2:3/4=5+6-7@8"},
@@ -230,7 +230,7 @@ def test_tag_key_and_value_with_unicode_letters_numbers_and_spaces_are_accepted(
 
 
 def test_tag_key_and_value_maximum_lengths() -> None:
-    # facts: tag key 1-128 chars, value 0-256
+    # AWS: tag key 1-128 chars, value 0-256
     with mock_securetunneling(seed=1):
         client = make_client()
         client.open_tunnel(tags=[{"key": "k" * 128, "value": "v" * 256}])
@@ -264,7 +264,7 @@ def test_string_length_is_counted_in_utf16_code_units_like_aws() -> None:
 
 
 def test_thing_name_longer_than_128_is_a_max_length_violation() -> None:
-    # facts: thingName 1-128
+    # AWS: thingName 1-128
     name = "t" * 129
     with mock_securetunneling(seed=1):
         error = client_error(
@@ -280,7 +280,7 @@ def test_thing_name_longer_than_128_is_a_max_length_violation() -> None:
 
 
 def test_list_tunnels_thing_name_filter_and_next_token_patterns() -> None:
-    # facts: nextToken pattern [a-zA-Z0-9_=-]{1,4096}; thingName [a-zA-Z0-9:_-]+
+    # AWS: nextToken pattern [a-zA-Z0-9_=-]{1,4096}; thingName [a-zA-Z0-9:_-]+
     with mock_securetunneling(seed=1):
         error = client_error(make_client().list_tunnels, thingName="my thing", nextToken="a/b")
     assert_error(
@@ -302,7 +302,7 @@ def test_list_tunnels_thing_name_filter_and_next_token_patterns() -> None:
 
 
 def test_resource_arn_longer_than_1011_is_validation_exception() -> None:
-    # facts: resourceArn for tag ops 1-1011
+    # AWS: resourceArn for tag ops 1-1011
     arn = "arn:aws:iot:us-east-1:123456789012:tunnel/" + "a" * 970
     assert len(arn) == 1012
     with mock_securetunneling(seed=1):
@@ -315,7 +315,7 @@ def test_resource_arn_longer_than_1011_is_validation_exception() -> None:
 
 
 def test_rotate_destination_config_is_validated_with_its_path() -> None:
-    # facts: RotateTunnelAccessToken destinationConfig has the same shape as OpenTunnel's
+    # AWS: RotateTunnelAccessToken destinationConfig has the same shape as OpenTunnel's
     with mock_securetunneling(seed=1):
         client = make_client()
         tunnel_id = client.open_tunnel()["tunnelId"]
@@ -337,7 +337,7 @@ def test_rotate_destination_config_is_validated_with_its_path() -> None:
 
 
 def test_validation_failures_are_recorded_and_change_no_state() -> None:
-    # decisions.md: ValidationException for model violations; the request has no effect
+    # docs/fidelity.md: ValidationException for model violations; the request has no effect
     with mock_securetunneling(seed=1) as fake:
         client = make_client()
         client_error(client.open_tunnel, timeoutConfig={"maxLifetimeTimeoutMinutes": 721})
@@ -365,7 +365,7 @@ def test_validation_failures_are_recorded_and_change_no_state() -> None:
 def test_botocore_refuses_min_and_required_violations_client_side(
     method: str, params: dict[str, Any]
 ) -> None:
-    # facts: "botocore checks required members, types and *min* constraints only"
+    # AWS: "botocore checks required members, types and *min* constraints only"
     with mock_securetunneling(seed=1) as fake:
         client = make_client()
         with pytest.raises(ParamValidationError):
@@ -377,7 +377,7 @@ def test_botocore_refuses_min_and_required_violations_client_side(
 
 
 def test_missing_required_member_is_value_null_must_not_be_null() -> None:
-    # decisions.md: required -> ValidationException in the standard AWS format
+    # docs/fidelity.md: required -> ValidationException in the standard AWS format
     fake = SecureTunnelFake(seed=1)
     error = service_error(fake, "DescribeTunnel", {})
     assert (error.code, error.message) == (
@@ -387,7 +387,7 @@ def test_missing_required_member_is_value_null_must_not_be_null() -> None:
 
 
 def test_two_missing_required_members_are_two_errors() -> None:
-    # decisions.md: required -> ValidationException in the standard AWS format
+    # docs/fidelity.md: required -> ValidationException in the standard AWS format
     fake = SecureTunnelFake(seed=1)
     error = service_error(fake, "RotateTunnelAccessToken", {})
     assert error.message == (
@@ -486,7 +486,7 @@ def test_two_missing_required_members_are_two_errors() -> None:
 def test_required_and_min_violations_in_aws_format(
     operation: str, params: dict[str, Any], expected: str
 ) -> None:
-    # decisions.md: min/required -> ValidationException in the standard AWS format
+    # docs/fidelity.md: min/required -> ValidationException in the standard AWS format
     fake = SecureTunnelFake(seed=1)
     error = service_error(fake, operation, params)
     count = expected.count("failed to satisfy constraint")
@@ -497,7 +497,7 @@ def test_required_and_min_violations_in_aws_format(
 
 
 def test_validation_error_on_the_wire_is_json_with_type_and_message() -> None:
-    # facts: JSON-protocol error = HTTP status + __type/x-amzn-ErrorType + message
+    # AWS: JSON-protocol error = HTTP status + __type/x-amzn-ErrorType + message
     fake = SecureTunnelFake(seed=1)
     wire = fake.handle("DescribeTunnel", b"{}")
     assert wire.status == 400
@@ -560,7 +560,7 @@ def test_repeated_invalid_body_fails_every_time() -> None:
 def test_wrong_json_type_is_serialization_exception(
     operation: str, body: dict[str, Any], message: str
 ) -> None:
-    # decisions.md-style choice: a body that does not fit the shape is SerializationException
+    # our choice (docs/fidelity.md): a body that does not fit the shape is SerializationException
     fake = SecureTunnelFake(seed=1)
     wire = fake.handle(operation, json.dumps(body).encode())
     assert wire.status == 400
@@ -587,7 +587,7 @@ def test_wrong_json_type_is_serialization_exception(
 def test_body_that_is_not_a_json_object_is_serialization_exception(
     body: bytes, message: str
 ) -> None:
-    # facts: AWS JSON 1.1 protocol; a body that is no JSON object cannot be deserialised
+    # AWS: AWS JSON 1.1 protocol; a body that is no JSON object cannot be deserialised
     fake = SecureTunnelFake(seed=1)
     wire = fake.handle("OpenTunnel", body)
     assert (wire.status, json.loads(wire.body)) == (
@@ -598,7 +598,7 @@ def test_body_that_is_not_a_json_object_is_serialization_exception(
 
 
 def test_empty_body_is_an_empty_request() -> None:
-    # facts: all OpenTunnel members are optional
+    # AWS: all OpenTunnel members are optional
     fake = SecureTunnelFake(seed=1)
     wire = fake.handle("OpenTunnel", b"")
     assert wire.status == 200
@@ -648,7 +648,7 @@ def test_json_null_members_are_treated_as_absent() -> None:
 
 
 def test_full_target_header_is_accepted_and_an_unknown_prefix_or_operation_refused() -> None:
-    # facts: X-Amz-Target is IoTSecuredTunneling.<OperationName>
+    # AWS: X-Amz-Target is IoTSecuredTunneling.<OperationName>
     fake = SecureTunnelFake(seed=1)
     assert fake.handle("IoTSecuredTunneling.ListTunnels", b"{}").status == 200
     wrong_prefix = fake.handle("IoTSecureTunneling.ListTunnels", b"{}")
