@@ -364,8 +364,14 @@ class ProxyCore:
             return
         if event == "closed":
             # decisions.md: CloseTunnel and expiry close both sides with 1000.
+            reason = EXPIRED if expired else CLOSED
+            delay = self.faults.close_delay_for(tunnel_id)
+            if delay > 0:
+                self.faults.note_close_delay(tunnel_id, delay)
+                self.spawn(self._close_later(relay, delay, reason))
+                return
             for peer in list(relay.peers.values()):
-                relay.close(peer, 1000, EXPIRED if expired else CLOSED)
+                relay.close(peer, 1000, reason)
         elif event == "deleted":
             for peer in list(relay.peers.values()):
                 relay.close(peer, 1000, DELETED)
@@ -375,6 +381,13 @@ class ProxyCore:
             record = None if live is None else self.fake.token(live.access_token)
             if live is not None and (record is None or record.revoked):
                 relay.close(live, 1008, REVOKED)
+
+    async def _close_later(self, relay: TunnelRelay, delay: float, reason: str) -> None:
+        # The close-delay fault: the connections stay open, and relay data, for ``delay``
+        # seconds of real time after the tunnel became CLOSED; new handshakes are refused.
+        await asyncio.sleep(delay)
+        for peer in list(relay.peers.values()):
+            relay.close(peer, 1000, reason)
 
 
 def _first_close(ws: ServerConnection) -> tuple[int, str]:
