@@ -19,6 +19,7 @@ from pytest_securetunnel.service import (
     Notification,
     Quotas,
     SecureTunnelFake,
+    SubscriberError,
     Tunnel,
 )
 from pytest_securetunnel.stubber import SecureTunnelStubber
@@ -68,6 +69,7 @@ __all__ = [
     "SecureTunnelFake",
     "SecureTunnelServer",
     "SecureTunnelStubber",
+    "SubscriberError",
     "SyncEchoPeer",
     "SyncLocalProxy",
     "SyncTunnelClient",

@@ -32,6 +32,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.client import BaseClient
 
 from pytest_securetunnel._sigv4 import sigv4_scope
+from pytest_securetunnel._stopping import note_stop_failure
 from pytest_securetunnel.service import SecureTunnelFake, WireResponse
 from pytest_securetunnel.service._model import SERVICE_NAME
 
@@ -319,11 +320,17 @@ class MockSecureTunneling:
         return fake
 
     def stop(self) -> None:
-        """Deactivate; the next active fake (an outer block's) answers again."""
-        if self.fake is None:
+        """Deactivate; the next active fake (an outer block's) answers again.
+
+        Then raise :class:`~pytest_securetunnel.SubscriberError` if a notification
+        subscriber failed while the block was active.
+        """
+        fake = self.fake
+        if fake is None:
             raise RuntimeError("mock_securetunneling() was stopped without being started")
-        _router.pop(self.fake)
+        _router.pop(fake)
         self.fake = None
+        fake.notifications.check()
 
     def __enter__(self) -> SecureTunnelFake:
         return self.start()
@@ -334,7 +341,13 @@ class MockSecureTunneling:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.stop()
+        """Stop; subscriber errors are raised unless the block raised (then noted on it)."""
+        try:
+            self.stop()
+        except Exception as stop_error:
+            if exc is None:
+                raise
+            note_stop_failure(exc, "mock_securetunneling()", stop_error)
 
     def __call__(self, target: F) -> F:
         if isinstance(target, type):

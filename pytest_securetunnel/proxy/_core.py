@@ -368,8 +368,14 @@ class ProxyCore:
             return
         if event == "closed":
             # docs/fidelity.md: CloseTunnel and expiry close both sides with 1000.
+            reason = EXPIRED if expired else CLOSED
+            delay = self.faults.close_delay_for(tunnel_id)
+            if delay > 0:
+                self.faults.note_close_delay(tunnel_id, delay)
+                self.spawn(self._close_later(relay, delay, reason))
+                return
             for peer in list(relay.peers.values()):
-                relay.close(peer, 1000, EXPIRED if expired else CLOSED)
+                relay.close(peer, 1000, reason)
         elif event == "deleted":
             for peer in list(relay.peers.values()):
                 relay.close(peer, 1000, DELETED)
@@ -385,6 +391,13 @@ class ProxyCore:
                     relay.close(peer, 1008, REVOKED)
                 elif peer.conn.version.has_service_ids and set(peer.conn.services) != services:
                     relay.close(peer, 1008, SERVICES_CHANGED)
+
+    async def _close_later(self, relay: TunnelRelay, delay: float, reason: str) -> None:
+        # The close-delay fault: the connections stay open, and relay data, for ``delay``
+        # seconds of real time after the tunnel became CLOSED; new handshakes are refused.
+        await asyncio.sleep(delay)
+        for peer in list(relay.peers.values()):
+            relay.close(peer, 1000, reason)
 
 
 def _first_close(ws: ServerConnection) -> tuple[int, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from pytest_securetunnel.protocol import TunnelMessage
@@ -22,6 +23,7 @@ class Faults:
         self._events = events
         self._default = default
         self._deliveries: dict[tuple[str, str], Delivery] = {}
+        self._close_delays: dict[str | None, float] = {}
 
     def delivery_for(self, tunnel_id: str, mode: str) -> Delivery:
         """The delivery for a side: set for that side, else for the tunnel, else default."""
@@ -84,3 +86,32 @@ class Faults:
             for message in build(peer):
                 peer.send(message)
         return len(found)
+
+    # -- late closing after CloseTunnel or expiry ----------------------------------
+
+    def set_close_delay(self, tunnel_id: str | None, seconds: float | None) -> None:
+        """Close a tunnel's connections ``seconds`` after it becomes CLOSED (``None``: at once).
+
+        For one tunnel, or for every tunnel without its own setting (``tunnel_id=None``).
+        """
+        if seconds is None:
+            self._close_delays.pop(tunnel_id, None)
+            return
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise TypeError(f"close delay must be a number of seconds; got {seconds!r}")
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(
+                f"close delay must be a finite number of seconds >= 0; got {seconds!r}"
+            )
+        self._close_delays[tunnel_id] = float(seconds)
+
+    def close_delay_for(self, tunnel_id: str) -> float:
+        """Seconds to wait before closing ``tunnel_id``'s connections once it is CLOSED."""
+        delays = self._close_delays
+        return delays.get(tunnel_id, delays.get(None, 0.0))
+
+    def note_close_delay(self, tunnel_id: str, delay: float) -> None:
+        """Log that the live connections of ``tunnel_id`` will be closed ``delay`` s late."""
+        relay = self._relays.get(tunnel_id)
+        for peer in [] if relay is None else list(relay.peers.values()):
+            self._log(peer, f"close-delay {delay:g}s")

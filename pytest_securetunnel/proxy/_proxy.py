@@ -448,6 +448,20 @@ class TunnelProxy:
             lambda core: core.faults.inject(tunnel_id, mode, "stream-reset", build)
         )
 
+    def set_close_delay(self, seconds: float | None, *, tunnel: str | Tunnel | None = None) -> None:
+        """Close connections ``seconds`` late after CloseTunnel or expiry (``None``: promptly).
+
+        AWS says a tunnel's clients "might not be closed immediately" after CloseTunnel;
+        use this to test an agent that must cope. For one ``tunnel``, or for every tunnel
+        without its own setting. Until the delay has passed, the live connections stay
+        open and still relay data, while the tunnel reads CLOSED and new handshakes are
+        refused; then both sides are closed with 1000 as usual. ``delete=True`` and
+        ``fake.reset()`` still close at once. A ``fault`` event (``close-delay``) is
+        logged for each connection when the delay starts.
+        """
+        tunnel_id = None if tunnel is None else _tunnel_id(tunnel)
+        self._on_loop(lambda core: core.faults.set_close_delay(tunnel_id, seconds))
+
     def set_delivery(
         self, tunnel: str | Tunnel, delivery: Delivery | None, *, mode: Mode | None = None
     ) -> None:

@@ -8,13 +8,17 @@ no ``openssl`` command is needed.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import hashlib
 import os
 import shutil
 import ssl
+import sys
 import tempfile
+import threading
 from typing import Any, Final
+from unittest import mock
 
 import trustme
 from cryptography import x509
@@ -103,11 +107,58 @@ def subject_hash(certificate_pem: bytes) -> str:
     return f"{int.from_bytes(digest[:4], 'little'):08x}"
 
 
+def _validity_date(year: int) -> datetime.datetime:
+    """January 1st of ``year`` (UTC), as a ``datetime`` that ``cryptography`` accepts
+    whatever a test has done to the ``datetime`` class.
+
+    freezegun replaces ``datetime.datetime`` with its ``FakeDatetime`` subclass, and
+    ``cryptography`` checks dates against the class it first saw, which is
+    ``FakeDatetime`` if that first use was under ``freeze_time`` (and then it refuses
+    plain datetimes, such as trustme's default validity dates). An instance of
+    ``FakeDatetime`` passes either check. time-machine leaves the class alone.
+    """
+    freezegun_api = sys.modules.get("freezegun.api")
+    fake = getattr(freezegun_api, "FakeDatetime", None)
+    if isinstance(fake, type) and issubclass(fake, datetime.datetime):
+        made: datetime.datetime = fake(year, 1, 1, tzinfo=datetime.timezone.utc)
+        return made
+    return datetime.datetime(year, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+#: Certificates are valid from 2000 to 3000 (trustme's defaults), so clients that check
+#: them against the real clock (OpenSSL) accept them whatever time a test pretends it is.
+NOT_BEFORE_YEAR: Final = 2000
+NOT_AFTER_YEAR: Final = 3000
+_TRUSTME_DEFAULTS = threading.Lock()
+
+
+def new_ca() -> Any:
+    """A new ``trustme.CA``, made whatever freezegun or time-machine did to the clock."""
+    with (
+        _TRUSTME_DEFAULTS,
+        mock.patch.multiple(
+            trustme,
+            DEFAULT_NOT_BEFORE=_validity_date(NOT_BEFORE_YEAR),
+            DEFAULT_EXPIRY=_validity_date(NOT_AFTER_YEAR),
+        ),
+    ):
+        return trustme.CA()
+
+
+def issue_server_cert(ca: Any) -> Any:
+    """A server certificate of ``ca`` for :data:`SERVER_NAMES`, whatever the clock says."""
+    return ca.issue_cert(
+        *SERVER_NAMES,
+        not_before=_validity_date(NOT_BEFORE_YEAR),
+        not_after=_validity_date(NOT_AFTER_YEAR),
+    )
+
+
 @functools.lru_cache(maxsize=1)
 def _default_ca() -> tuple[Any, Any]:
     """One CA and server certificate per process: trustme costs ~25 ms per CA."""
-    ca = trustme.CA()
-    return ca, ca.issue_cert(*SERVER_NAMES)
+    ca = new_ca()
+    return ca, issue_server_cert(ca)
 
 
 class TlsFiles:
@@ -138,7 +189,7 @@ class TlsMaterial:
         if ca is None:
             self.ca, self._cert = _default_ca()
         else:
-            self.ca, self._cert = ca, ca.issue_cert(*SERVER_NAMES)
+            self.ca, self._cert = ca, issue_server_cert(ca)
 
     @property
     def ca_pem(self) -> bytes:

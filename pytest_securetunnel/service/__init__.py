@@ -12,7 +12,11 @@ from pytest_securetunnel.service._fake import (
     SecureTunnelFake,
     WireResponse,
 )
-from pytest_securetunnel.service._notifications import Notification, Notifications
+from pytest_securetunnel.service._notifications import (
+    Notification,
+    Notifications,
+    SubscriberError,
+)
 from pytest_securetunnel.service._state import ConnectionState, TokenRecord, Tunnel
 
 __all__ = [
@@ -26,6 +30,7 @@ __all__ = [
     "Refusal",
     "SecureTunnelFake",
     "ServiceError",
+    "SubscriberError",
     "TokenRecord",
     "Tunnel",
     "WireResponse",

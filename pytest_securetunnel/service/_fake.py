@@ -171,7 +171,7 @@ class SecureTunnelFake:
         """The tunnels still visible in one account and region, newest first."""
         with self._lock:
             backend = self.backend(account_id, region)
-            self._refresh(backend)
+            self._refresh_all()
             return list(backend.newest_first())
 
     def tunnel(self, tunnel_id: str) -> Tunnel:
@@ -188,8 +188,10 @@ class SecureTunnelFake:
         return self._tokens.get(token)
 
     def status(self, tunnel: Tunnel) -> str:
-        """``OPEN`` or ``CLOSED`` now, by the fake's clock."""
-        return tunnel.status(self.clock.time())
+        """``OPEN`` or ``CLOSED`` now, by the fake's clock (deadlines passed are applied)."""
+        with self._lock:
+            now = self._refresh_all()
+            return tunnel.status(now)
 
     def add_listener(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(event, tunnel, mode)`` on ``closed``, ``deleted`` and ``revoked``.
@@ -226,9 +228,9 @@ class SecureTunnelFake:
             if record is None:
                 raise Refusal("Invalid access token: The access token is not valid.")
             backend = self.backend(record.account_id, record.region)
-            self._refresh(backend)
+            now = self._refresh_all()
             tunnel = backend.tunnels.get(record.tunnel_id)
-            if tunnel is None or tunnel.status(self.clock.time()) == "CLOSED":
+            if tunnel is None or tunnel.status(now) == "CLOSED":
                 raise Refusal("Tunnel is closed", reason="Tunnel is closed")
             if record.revoked:
                 raise Refusal(
@@ -290,8 +292,7 @@ class SecureTunnelFake:
         on a real-time timer, so expiry closes live connections promptly.
         """
         with self._lock:
-            for backend in list(self._backends.values()):
-                self._refresh(backend)
+            self._refresh_all()
 
     # -- wire entry point ---------------------------------------------------------
 
@@ -376,7 +377,7 @@ class SecureTunnelFake:
         given = _without_nulls(params)
         with self._lock:
             backend = self.backend(account_id, region)
-            self._refresh(backend)
+            self._refresh_all()
             try:
                 result = handler(self, backend, given)
             except ServiceError as exc:
@@ -428,9 +429,20 @@ class SecureTunnelFake:
             raise not_found(f"Resource {arn} not found")
         return tunnel
 
-    def _refresh(self, backend: Backend) -> None:
+    def _refresh_all(self) -> float:
+        """Apply every backend's deadlines at the clock's time, and return that time.
+
+        Every backend, so that a time the fake has read ends every tunnel it passed:
+        expiry is final, and a clock moved back later revives none of them.
+        """
+        now = self.clock.time()
+        for backend in list(self._backends.values()):
+            self._refresh(backend, now)
+        return now
+
+    def _refresh(self, backend: Backend, now: float) -> None:
         """Apply expiry and drop closed tunnels past retention (docs/fidelity.md: 3 hours)."""
-        expired, gone = backend.refresh(self.clock.time(), self.closed_retention_seconds)
+        expired, gone = backend.refresh(now, self.closed_retention_seconds)
         for tunnel in expired:
             tunnel.events.append((tunnel.expires_at, "expired"))
             self._emit("closed", tunnel, None)

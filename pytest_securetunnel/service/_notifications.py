@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -53,6 +54,26 @@ class Notification:
 Subscriber = Callable[[Notification], None]
 
 
+class SubscriberError(Exception):
+    """Errors raised by notification subscribers, re-raised where the test can see them.
+
+    A subscriber (a device agent under test) cannot break the API call that published:
+    its error is recorded, the other subscribers still get the notification, and
+    :meth:`Notifications.check` (called when a ``mock_securetunneling()`` block or the
+    ``securetunnel`` fixture ends) raises this. ``errors`` lists them; the first is also
+    the ``__cause__``.
+    """
+
+    def __init__(self, failures: list[tuple[str, BaseException]]) -> None:
+        """Wrap ``failures``: (which subscriber and notification, the error raised)."""
+        self.errors = [error for _, error in failures]
+        listed = "\n".join(f"  {where}: {type(e).__name__}: {e}" for where, e in failures)
+        super().__init__(
+            f"{len(failures)} error(s) raised by notification subscribers (the API calls "
+            f"that published succeeded, as on AWS):\n{listed}"
+        )
+
+
 class Notifications(Sequence[Notification]):
     """The notifications published so far, in order; thread-safe and awaitable.
 
@@ -64,6 +85,8 @@ class Notifications(Sequence[Notification]):
         self._items: list[Notification] = []
         self._cond = threading.Condition()
         self._subscribers: list[tuple[str | None, Subscriber]] = []
+        self._failures: list[tuple[str, BaseException]] = []
+        self._reported = 0
 
     def publish(self, notification: Notification) -> None:
         """Record ``notification`` and hand it to matching subscribers."""
@@ -77,19 +100,71 @@ class Notifications(Sequence[Notification]):
             self._cond.notify_all()
 
     def deliver(self, notification: Notification) -> None:
-        """Hand a recorded ``notification`` to the matching subscribers, in order."""
+        """Hand a recorded ``notification`` to the matching subscribers, in order.
+
+        A subscriber's error never reaches the caller: it is recorded for :meth:`check`
+        and the next subscribers are still called.
+        """
         with self._cond:
             subscribers = [
                 fn for thing, fn in self._subscribers if thing in (None, notification.thing_name)
             ]
         for fn in subscribers:
-            fn(notification)
+            try:
+                result: object = fn(notification)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # incl. pytest.fail() in a subscriber
+                self._failed(fn, notification, exc)
+                continue
+            if inspect.isawaitable(result):
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()  # never awaited: no "coroutine was never awaited" warning
+                self._failed(
+                    fn,
+                    notification,
+                    TypeError(
+                        f"subscriber {_name(fn)} returned an awaitable; notification "
+                        "subscribers are called synchronously, from the thread of the API "
+                        "call: subscribe a plain function (it may hand the notification to "
+                        "your loop with loop.call_soon_threadsafe)"
+                    ),
+                )
+
+    def _failed(self, fn: Subscriber, notification: Notification, error: BaseException) -> None:
+        where = f"{_name(fn)} on {notification.topic} ({notification.reason})"
+        with self._cond:
+            self._failures.append((where, error))
+
+    @property
+    def errors(self) -> list[BaseException]:
+        """Every error a subscriber raised so far, oldest first."""
+        with self._cond:
+            return [error for _, error in self._failures]
+
+    def check(self) -> None:
+        """Raise :class:`SubscriberError` for subscriber errors recorded since the last check."""
+        with self._cond:
+            new = self._failures[self._reported :]
+            self._reported = len(self._failures)
+        if new:
+            raise SubscriberError(new) from new[0][1]
 
     def subscribe(self, callback: Subscriber, thing_name: str | None = None) -> Callable[[], None]:
         """Call ``callback`` for each new notification (for ``thing_name`` only, if given).
 
+        ``callback`` is a plain function, called in the thread of the API call that
+        published; an error it raises does not fail that call (see :meth:`check`).
         Returns a function that unsubscribes.
         """
+        if inspect.iscoroutinefunction(callback):
+            raise TypeError(
+                f"notifications.subscribe() takes a plain function; {_name(callback)} is "
+                "async. Subscribers are called synchronously from the API call's thread: "
+                "subscribe a function that hands the notification to your loop "
+                "(loop.call_soon_threadsafe) or use notifications.wait_async()"
+            )
         entry = (thing_name, callback)
         with self._cond:
             self._subscribers.append(entry)
@@ -162,3 +237,7 @@ class Notifications(Sequence[Notification]):
 
     def __repr__(self) -> str:
         return f"<Notifications {list(self._items)!r}>"
+
+
+def _name(fn: Callable[..., object]) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)

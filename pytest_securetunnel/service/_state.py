@@ -42,7 +42,12 @@ class TokenRecord:
 
 @dataclass
 class Tunnel:
-    """A tunnel's stored state. Status is computed from the clock when read."""
+    """A tunnel's stored state. Status is computed from the clock when read.
+
+    Becoming CLOSED is final: once a read at some ``now`` has found the tunnel past its
+    lifetime, :attr:`expired` is set and later reads at an earlier ``now`` (a clock moved
+    back) still find it CLOSED, as after CloseTunnel.
+    """
 
     tunnel_id: str
     arn: str
@@ -59,7 +64,10 @@ class Tunnel:
     destination_token: str
     source: ConnectionState
     destination: ConnectionState
+    #: When CloseTunnel closed it, if it did.
     closed_at: float | None = None
+    #: Set once a read found the tunnel past its lifetime; never unset.
+    expired: bool = False
     events: list[tuple[float, str]] = field(default_factory=list)
     #: The fake's clock, so displays show lifetimes as the fake sees them.
     clock: Clock | None = field(default=None, repr=False, compare=False)
@@ -97,9 +105,18 @@ class Tunnel:
         return list(self.destination_config.get("services", []))
 
     def ended_at(self, now: float) -> float | None:
-        """When the tunnel became CLOSED (closed or expired), or ``None`` while OPEN."""
-        candidates = [t for t in (self.closed_at, self.expires_at) if t is not None and t <= now]
-        return min(candidates) if candidates else None
+        """When the tunnel became CLOSED (closed or expired), or ``None`` while OPEN.
+
+        Final: a closed tunnel, or one found expired at an earlier read, stays CLOSED
+        whatever ``now`` says; its end time stays the CloseTunnel time or the deadline.
+        """
+        if self.closed_at is not None:
+            return self.closed_at
+        if not self.expired:
+            if now < self.expires_at:
+                return None
+            self.expired = True
+        return self.expires_at
 
     def status(self, now: float) -> TunnelStatus:
         """``OPEN`` or ``CLOSED`` at time ``now``."""
@@ -214,6 +231,7 @@ class Backend:
             when, _, tunnel_id = heapq.heappop(self._expiries)
             tunnel = self.tunnels.get(tunnel_id)
             if tunnel is not None and tunnel_id in self.open_ids:
+                tunnel.expired = True
                 self.ended(tunnel, when)
                 expired.append(tunnel)
         gone: list[Tunnel] = []

@@ -203,12 +203,14 @@ def test_a_tunnel_view_takes_its_time_from_a_fake_a_clock_or_a_number() -> None:
     fake = SecureTunnelFake(seed=9)
     fake.call("OpenTunnel", {"timeoutConfig": {"maxLifetimeTimeoutMinutes": 10}})
     tunnel = next(iter(fake))
+    assert "OPEN" in render_tunnel_text(tunnel, tunnel.created_at + 1)
+    assert "OPEN" in render_tunnel_text(tunnel)
     fake.clock.advance(minutes=20)
     for source in (fake, fake.clock, fake.clock.time()):
         assert "CLOSED" in render_tunnel_text(tunnel, source)
         assert ">CLOSED<" in render_tunnel_html(tunnel, source)
-    assert "OPEN" in render_tunnel_text(tunnel, tunnel.created_at + 1)
-    assert "OPEN" in render_tunnel_text(tunnel)
+    # Expiry is final: a view at an earlier time shows the tunnel CLOSED too.
+    assert "CLOSED" in render_tunnel_text(tunnel, tunnel.created_at + 1)
 
 
 def test_fake_and_tunnel_display_as_html_in_jupyter() -> None:
