@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import queue
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -115,13 +116,17 @@ class PahoDevice:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+        # paho closes the socket pair of loop_start() only when the client is collected,
+        # which a reference cycle can delay past the test (a ResourceWarning then).
+        self.client._reset_sockets()
 
 
 class RawClient:
     """A TCP socket speaking MQTT bytes by hand, for malformed and hostile input."""
 
-    def __init__(self, port: int, level: int = MQTT_311) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    def __init__(self, port: int, level: int = MQTT_311, context: ssl.SSLContext | None = None):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.sock = context.wrap_socket(sock, server_hostname="127.0.0.1") if context else sock
         self.level = level
         self.reader = PacketReader(level=level)
 
@@ -153,7 +158,7 @@ class RawClient:
         try:
             while self.sock.recv(65536):
                 pass
-        except ConnectionResetError:
+        except (ConnectionResetError, ssl.SSLError):
             return True
         except TimeoutError:
             return False
