@@ -126,7 +126,11 @@ class RawClient:
 
     def __init__(self, port: int, level: int = MQTT_311, context: ssl.SSLContext | None = None):
         sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.sock = context.wrap_socket(sock, server_hostname="127.0.0.1") if context else sock
+        try:
+            self.sock = context.wrap_socket(sock, server_hostname="127.0.0.1") if context else sock
+        except BaseException:
+            sock.close()
+            raise
         self.level = level
         self.reader = PacketReader(level=level)
 
