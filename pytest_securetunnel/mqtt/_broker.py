@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 import threading
 from types import TracebackType
@@ -41,7 +42,11 @@ class MqttBrokerError(Exception):
 
 
 class _Connection(asyncio.Protocol):
-    """The asyncio side of one client connection; the :class:`Session` decides."""
+    """The asyncio side of one client connection; the :class:`Session` decides.
+
+    TLS is started here (``loop.start_tls``) rather than by the server, so that a
+    connection still in its handshake is known and can be aborted when the broker stops.
+    """
 
     def __init__(self, broker: NotifyBroker, tls: bool) -> None:
         self.broker = broker
@@ -51,37 +56,82 @@ class _Connection(asyncio.Protocol):
         self.last_seen = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
+        self._early: list[bytes] = []
+        self._handshake: asyncio.Task[None] | None = None
+        self._done = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        thing = None
-        if self.tls:
-            ssl_object = transport.get_extra_info("ssl_object")
-            der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-            thing = self.broker._certs.thing_for(der) if self.broker._certs else None
-        self.session = Session(
-            self.broker._core, self._send, self._close, thing_name=thing, tls=self.tls
-        )
         self.broker._connections.add(self)
         self.last_seen = self._loop.time()
         self._timer = self._loop.call_later(self.broker.connect_timeout, self._check)
+        if self.tls:
+            transport.pause_reading()  # start_tls resumes it, on the TLS layer
+            self._handshake = self._loop.create_task(self._start_tls(transport))
+        else:
+            self._open(None)
+
+    async def _start_tls(self, raw: asyncio.Transport) -> None:
+        context = self.broker._tls_context
+        assert context is not None
+        try:
+            secure = await self._loop.start_tls(
+                raw,
+                self,
+                context,
+                server_side=True,
+                ssl_handshake_timeout=self.broker.connect_timeout,
+            )
+        except (OSError, asyncio.TimeoutError):  # ssl.SSLError is an OSError
+            raw.abort()
+            self._cleanup()
+            return
+        except asyncio.CancelledError:
+            raw.abort()
+            self._cleanup()
+            raise
+        if secure is None:  # the connection was lost during the handshake
+            raw.abort()
+            self._cleanup()
+            return
+        self.transport = secure
+        ssl_object = secure.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        certs = self.broker._certs
+        self._open(certs.thing_for(der) if certs is not None else None)
+
+    def _open(self, thing: str | None) -> None:
+        self.session = Session(
+            self.broker._core, self._send, self._close, thing_name=thing, tls=self.tls
+        )
+        early, self._early = self._early, []
+        for data in early:
+            self.data_received(data)
 
     def data_received(self, data: bytes) -> None:
         session = self.session
-        assert session is not None
+        if session is None:
+            self._early.append(data)
+            return
         self.last_seen = self._loop.time()
         was_connected = session.connected
         try:
             session.data_received(data)
         except Exception as exc:
             self.broker._record_error(exc)
-            self._abort()
+            self.abort()
             return
         if not was_connected and session.connected:
             self._schedule_keep_alive(session.keep_alive)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self._done:
+            return
+        self._done = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -99,7 +149,7 @@ class _Connection(asyncio.Protocol):
         transport.write(data)
         if transport.get_write_buffer_size() > self.broker.max_write_buffer:
             # A client that stops reading must not make the broker buffer without end.
-            self._abort()
+            self.abort()
 
     def _close(self) -> None:
         transport = self.transport
@@ -108,9 +158,12 @@ class _Connection(asyncio.Protocol):
         transport.close()
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = self._loop.call_later(_CLOSE_GRACE, self._abort)
+        self._timer = self._loop.call_later(_CLOSE_GRACE, self.abort)
 
-    def _abort(self) -> None:
+    def abort(self) -> None:
+        """Drop the connection now (during a TLS handshake too)."""
+        if self._handshake is not None and not self._handshake.done():
+            self._handshake.cancel()
         if self.transport is not None:
             self.transport.abort()
 
@@ -124,11 +177,14 @@ class _Connection(asyncio.Protocol):
     def _check(self) -> None:
         self._timer = None
         session = self.session
-        if session is None or session.closed:
+        if session is None:
+            self.abort()  # TLS handshake not done within connect_timeout
+            return
+        if session.closed:
             return
         if not session.connected:
             session.refusal = f"no CONNECT within {self.broker.connect_timeout} s"
-            self._abort()
+            self.abort()
             return
         limit = session.keep_alive * 1.5
         idle = self._loop.time() - self.last_seen
@@ -194,10 +250,12 @@ class NotifyBroker:
         self._ca = ca
         self._core = BrokerCore(authorization=authorization, max_packet_size=max_packet_size)
         self._certs: DeviceCertificates | None = None
+        self._tls_context: ssl.SSLContext | None = None
         self._external = ExternalPublisher(url, ca_file=ca_file) if url is not None else None
         self._external_url = parse_url(url) if url is not None else None
         self._connections: set[_Connection] = set()
-        self._servers: list[asyncio.base_events.Server] = []
+        self._listeners: list[socket.socket] = []
+        self._tasks: set[asyncio.Task[None]] = set()
         self._ports: tuple[int, int | None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -368,42 +426,80 @@ class NotifyBroker:
     # -- inside the loop -----------------------------------------------------------------
 
     async def _open(self) -> None:
-        loop = asyncio.get_running_loop()
-        plain = await loop.create_server(
-            lambda: _Connection(self, False), self._host, self._want_ports[0]
-        )
-        self._servers.append(plain)
         tls_port = None
-        if self.tls:
-            self._certs = DeviceCertificates(self._ca)
-            context: ssl.SSLContext = self._certs.server_context()
-            secure = await loop.create_server(
-                lambda: _Connection(self, True),
-                self._host,
-                self._want_ports[1],
-                ssl=context,
-                ssl_handshake_timeout=self.connect_timeout,
+        try:
+            port = await self._listen(self._want_ports[0], tls=False)
+            if self.tls:
+                self._certs = DeviceCertificates(self._ca)
+                self._tls_context = self._certs.server_context()
+                tls_port = await self._listen(self._want_ports[1], tls=True)
+        except BaseException:
+            await self._close()
+            raise
+        self._ports = (port, tls_port)
+
+    async def _listen(self, port: int, *, tls: bool) -> int:
+        # Our own accept loop (not loop.create_server): every accepted socket is ours
+        # from the start, so stop() can close them all (asyncio's Server drops a socket
+        # accepted just before close(): python/cpython#79536).
+        loop = asyncio.get_running_loop()
+        family, kind, proto, _, address = socket.getaddrinfo(
+            self._host, port, type=socket.SOCK_STREAM
+        )[0]
+        listener = socket.socket(family, kind, proto)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind(address)
+            listener.listen(128)
+            listener.setblocking(False)
+        except BaseException:
+            listener.close()
+            raise
+        self._listeners.append(listener)
+        loop.add_reader(listener.fileno(), self._accept, loop, listener, tls)
+        port_number: int = listener.getsockname()[1]
+        return port_number
+
+    def _accept(self, loop: asyncio.AbstractEventLoop, listener: socket.socket, tls: bool) -> None:
+        for _ in range(128):
+            try:
+                conn, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue  # e.g. the client reset before accept (ECONNABORTED)
+            conn.setblocking(False)
+            task = loop.create_task(self._adopt(conn, tls))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _adopt(self, conn: socket.socket, tls: bool) -> None:
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(
+                lambda: _Connection(self, tls), conn
             )
-            self._servers.append(secure)
-            tls_port = secure.sockets[0].getsockname()[1]
-        self._ports = (plain.sockets[0].getsockname()[1], tls_port)
+        except BaseException:
+            conn.close()
+            raise
 
     async def _close(self) -> None:
-        for server in self._servers:
-            server.close()
+        loop = asyncio.get_running_loop()
+        for listener in self._listeners:
+            loop.remove_reader(listener.fileno())
+            listener.close()
+        self._listeners.clear()
+        # Sockets already accepted become connections (a step away), then are closed.
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         for connection in list(self._connections):
             if connection.session is not None:
                 connection.session.server_shutdown()
-        deadline = asyncio.get_running_loop().time() + _STOP_GRACE
-        while self._connections and asyncio.get_running_loop().time() < deadline:
+        deadline = loop.time() + _STOP_GRACE
+        while self._connections and loop.time() < deadline:
             await asyncio.sleep(0.01)
         for connection in list(self._connections):
-            connection._abort()
-        for server in self._servers:
-            await server.wait_closed()
+            connection.abort()
         while self._connections:
             await asyncio.sleep(0)
-        self._servers.clear()
 
     def _end_thread(self) -> None:
         loop, thread = self._loop, self._thread

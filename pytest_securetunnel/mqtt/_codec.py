@@ -604,6 +604,11 @@ class PacketReader:
 
     def _next(self) -> Packet | None:
         buffer = self._buffer
+        if not buffer:
+            return None
+        if self.level is None and buffer[0] >> 4 != PacketType.CONNECT:
+            name = PacketType(buffer[0] >> 4).name if buffer[0] >> 4 else "reserved type 0"
+            raise ProtocolViolation(f"the first packet must be CONNECT, not {name}")
         if len(buffer) < 2:
             return None
         length, multiplier, index = 0, 1, 1
@@ -633,8 +638,6 @@ class PacketReader:
         expected = _FIXED_FLAGS.get(kind, None if kind == PacketType.PUBLISH else 0)
         if expected is not None and flags != expected:
             raise MalformedPacket(f"{kind.name} with fixed-header flags 0b{flags:04b}")
-        if self.level is None and kind != PacketType.CONNECT:
-            raise ProtocolViolation(f"the first packet must be CONNECT, not {kind.name}")
         level = self.level if self.level is not None else MQTT_311
         return _decode(kind, flags, body, level)
 
