@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -72,10 +73,8 @@ def mosquitto() -> Iterator[str]:
 
 def process_wait(process: subprocess.Popen[str], seconds: float) -> None:
     """Wait for the process to exit, at most ``seconds`` (a bounded poll, not a sleep)."""
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(seconds)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 def test_notifications_are_published_into_mosquitto(fake: SecureTunnelFake, mosquitto: str) -> None:
