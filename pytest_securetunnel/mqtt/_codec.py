@@ -431,14 +431,18 @@ def validate_filter(topic_filter: str) -> None:
 
 
 def topic_matches(topic_filter: str, topic: str) -> bool:
-    """Whether ``topic`` matches ``topic_filter`` (wildcards never match a leading ``$``)."""
+    """Whether ``topic`` matches ``topic_filter`` (wildcards never match a leading ``$``).
+
+    As in AWS IoT Core, ``a/#`` matches ``a/`` and everything below, but not the parent
+    ``a`` itself (the MQTT specifications say it does).
+    """
     if topic.startswith("$") and topic_filter[:1] in ("+", "#"):
         return False
     filter_levels = topic_filter.split("/")
     topic_levels = topic.split("/")
     for index, level in enumerate(filter_levels):
         if level == "#":
-            return True
+            return index < len(topic_levels)
         if index >= len(topic_levels):
             return False
         if level != "+" and level != topic_levels[index]:
