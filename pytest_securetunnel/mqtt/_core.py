@@ -470,7 +470,7 @@ class Session:
             if ident == 0x0B:
                 raise _Refused(0xA1, "AWS IoT Core does not support subscription identifiers")
         reasons: list[int] = []
-        granted: list[tuple[str, bool]] = []
+        retained_for: list[str] = []
         for topic_filter, options in packet.filters:
             try:
                 validate_filter(topic_filter)
@@ -513,9 +513,9 @@ class Session:
             reasons.append(qos)
             retain_handling = (options >> 4) & 0x03
             if retain_handling == 0 or (retain_handling == 1 and new):
-                granted.append((topic_filter, new))
+                retained_for.append(topic_filter)
         self._write(SubAck(packet.packet_id, reasons))
-        for topic_filter, _ in granted:
+        for topic_filter in retained_for:
             self._send_retained(topic_filter)
 
     def _send_retained(self, topic_filter: str) -> None:
