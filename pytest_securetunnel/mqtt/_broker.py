@@ -13,7 +13,6 @@ from typing import Any, Final
 from pytest_securetunnel._realtime import RealTimeEventLoop
 from pytest_securetunnel._stopping import note_stop_failure
 from pytest_securetunnel.service import Notification, SecureTunnelFake
-from pytest_securetunnel.service._notifications import notify_topic
 
 from ._certs import DeviceCertificate, DeviceCertificates
 from ._core import MAX_PACKET_SIZE, BrokerCore, Message, Session
@@ -405,7 +404,7 @@ class NotifyBroker:
                 "wait_for_subscriber() cannot see an external broker's subscriptions; wait "
                 "for your agent's own signal instead"
             )
-        topic = notify_topic(thing_name)
+        topic = f"$aws/things/{thing_name}/tunnels/notify"
         if not self._core.wait_for_subscribers(topic, count, timeout):
             try:
                 clients = {
