@@ -22,6 +22,7 @@ from pytest_securetunnel.service import Clock, Quotas, SecureTunnelFake
 
 if TYPE_CHECKING:
     from pytest_securetunnel.client import ReferenceLocalProxy
+    from pytest_securetunnel.mqtt import NotifyBroker
     from pytest_securetunnel.proxy import TunnelProxy
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "securetunnel_contract_client",
     "securetunnel_data_endpoint",
     "securetunnel_localproxy",
+    "securetunnel_mqtt",
     "securetunnel_proxy",
     "securetunnel_server",
 ]
@@ -56,6 +58,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="Route calls through botocore's whole HTTP path (signing, retries); slower.",
     )
+    group.addoption(
+        "--securetunnel-mqtt-url",
+        default=None,
+        help="Publish notifications into this MQTT broker (mqtt://host:port) instead of "
+        "starting the embedded one (securetunnel_mqtt fixture).",
+    )
     _contract.pytest_addoption(parser)
 
 
@@ -69,6 +77,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "securetunnel_server(**options): SecureTunnelServer options for the "
         "securetunnel_server fixture.",
+    )
+    config.addinivalue_line(
+        "markers",
+        "securetunnel_mqtt(**options): NotifyBroker options for the securetunnel_mqtt fixture "
+        "(authorization=False, url=..., tls=False, ...).",
     )
     _contract.pytest_configure(config)
 
@@ -226,6 +239,27 @@ def securetunnel_localproxy(
     finally:
         for local in started:
             local.stop()
+
+
+@pytest.fixture
+def securetunnel_mqtt(
+    request: pytest.FixtureRequest, securetunnel: SecureTunnelFake
+) -> Iterator[NotifyBroker]:
+    """A running :class:`~pytest_securetunnel.mqtt.NotifyBroker` for the fake.
+
+    Devices connect over MQTT 3.1.1 or 5 to ``host``/``tls_port`` (mutual TLS with
+    ``client_cert(thing_name)`` and ``ca_file``) or ``port`` (plain TCP) and get every
+    notification on ``$aws/things/THING/tunnels/notify``. Configure it with
+    ``@pytest.mark.securetunnel_mqtt(authorization=False, url="mqtt://...")``; an error
+    inside the broker fails the test at teardown.
+    """
+    from pytest_securetunnel.mqtt import NotifyBroker
+
+    marker = request.node.get_closest_marker("securetunnel_mqtt")
+    options: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
+    options.setdefault("url", request.config.getoption("securetunnel_mqtt_url"))
+    with NotifyBroker(securetunnel, **options) as broker:
+        yield broker
 
 
 @pytest.hookimpl(wrapper=True)

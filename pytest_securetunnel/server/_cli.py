@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any, TextIO
 
+from pytest_securetunnel.mqtt import add_mqtt_arguments, mqtt_info, start_mqtt
+
 from ._auth import parse_access_key
 from ._server import SecureTunnelServer
 
@@ -94,6 +96,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="account of unknown access keys (default: 123456789012)",
     )
     parser.add_argument("--quiet", action="store_true", help="do not log each call on stderr")
+    add_mqtt_arguments(parser, _port)
 
 
 def serve(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
@@ -134,13 +137,15 @@ def serve(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | Non
         signum: signal.signal(signum, on_signal) for signum in (signal.SIGINT, signal.SIGTERM)
     }
     received: int | None = None
+    broker: Any = None
     try:
         try:
             server.start()
+            broker = start_mqtt(args, server.fake)
         except (OSError, ValueError, ImportError) as exc:
             print(f"securetunnel-server: error: {exc}", file=err, flush=True)
             return 1
-        _announce(server, out)
+        _announce(server, out, broker, getattr(args, "mqtt_thing", []))
         threading.Event().wait()
     except _Shutdown as shutdown:
         received = shutdown.signum
@@ -148,7 +153,11 @@ def serve(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | Non
         for signum in previous:
             signal.signal(signum, signal.SIG_IGN)
         try:
-            server.stop()
+            try:
+                if broker is not None:
+                    broker.stop()
+            finally:
+                server.stop()
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
@@ -157,7 +166,9 @@ def serve(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | Non
     return 0
 
 
-def _announce(server: SecureTunnelServer, out: TextIO) -> None:
+def _announce(
+    server: SecureTunnelServer, out: TextIO, broker: Any = None, things: Sequence[str] = ()
+) -> None:
     info: dict[str, Any] = {"event": "ready", "pid": os.getpid(), **server.info()}
     lines = [f"control plane: {server.endpoint_url}"]
     if info["data_endpoint"]:
@@ -165,6 +176,9 @@ def _announce(server: SecureTunnelServer, out: TextIO) -> None:
     if info["data_tls_endpoint"]:
         lines.append(f"data plane (TLS): {info['data_tls_endpoint']} (CA file: {info['ca_file']})")
     lines.append(f"admin API: {server.admin_url}/")
+    if broker is not None:
+        mqtt_lines, info["mqtt"] = mqtt_info(broker, list(things))
+        lines += mqtt_lines
     for line in lines:
         print(f"securetunnel-server {line}", file=out)
     print(json.dumps(info), file=out, flush=True)
