@@ -101,7 +101,7 @@ def test_other_services_are_untouched(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_responses_have_the_types_botocore_parses() -> None:
-    # Timestamps are epoch numbers on the wire (facts sheet) and botocore gives
+    # Timestamps are epoch numbers on the wire (AWS API reference) and botocore gives
     # datetimes in tzlocal().
     with mock_securetunneling():
         client = make_client()
@@ -210,7 +210,7 @@ def test_region_and_account_pick_the_backend() -> None:
 
 def test_http_mode_runs_signing_and_retries() -> None:
     # botocore's standard retry mode treats LimitExceededException as throttling
-    # (facts sheet), so the whole HTTP path sends it three times.
+    # (botocore's retries/standard.py), so the whole HTTP path sends it three times.
     with mock_securetunneling(http=True) as fake:
         fake.quotas.open_tunnels = 0
         client = boto3.client(
