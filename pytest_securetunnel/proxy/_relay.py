@@ -164,11 +164,11 @@ class TunnelRelay:
                 conn.streams.apply(message, from_client=True)
                 self._forward(peer, message, data)
             else:
-                for message in conn.receive_data(data):
-                    self._forward(peer, message, None)
+                for message, frame in conn.receive_frames(data):
+                    self._forward(peer, message, frame)
         except ProtocolError as exc:
-            for message in exc.accepted:
-                self._forward(peer, message, None)
+            for message, frame in zip(exc.accepted, exc.accepted_frames, strict=True):
+                self._forward(peer, message, frame)
             self._violation(peer, exc)
             return
         except Exception as exc:  # a bug: record it, close this connection only

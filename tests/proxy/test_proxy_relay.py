@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -112,6 +113,69 @@ async def test_fragmented_message_is_relayed_in_order(
     assert await recv_messages(dst) == [TunnelMessage.data(1, b"frag", "SSH", 1)]
     assert await recv_messages(dst) == [TunnelMessage.data(1, b"after", "SSH", 1)]
     await asyncio.gather(src.close(), dst.close())
+
+
+def noncanonical_data(payload: bytes, stream_id: int = 1) -> bytes:
+    """A V3 DATA frame whose encoding is valid but not canonical.
+
+    Fields in reverse order, and ``ignorable = false`` written out: re-encoding the
+    decoded message gives other bytes.
+    """
+    service = b"SSH"
+    body = (
+        bytes([0x38, 1])  # connectionId = 1
+        + bytes([0x2A, len(service)])
+        + service  # serviceId
+        + bytes([0x22, len(payload)])
+        + payload  # payload
+        + bytes([0x18, 0])  # ignorable = false, a default value written out
+        + bytes([0x10, stream_id])  # streamId
+        + bytes([0x08, MessageType.DATA])  # type
+    )
+    frame = len(body).to_bytes(2, "big") + body
+    assert encode_frame(TunnelMessage.data(stream_id, payload, "SSH", 1)) != frame
+    return frame
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [
+        pytest.param(lambda f: [f], id="whole"),
+        pytest.param(lambda f: [f[:1], f[1:]], id="prefix-split"),
+        pytest.param(lambda f: [f[:7], f[7:]], id="body-split"),
+        pytest.param(lambda f: [f + f[:9], f[9:]], id="packed-and-split"),
+        pytest.param(lambda f: [bytes([b]) for b in f], id="byte-by-byte"),
+    ],
+)
+async def test_frames_are_forwarded_byte_identical_however_they_arrive(
+    proxy: TunnelProxy, fake: SecureTunnelFake, cut: Callable[[bytes], list[bytes]]
+) -> None:
+    opened = open_tunnel(fake)
+    src, dst = await connect_pair(proxy, opened)
+    await start_stream(src, dst)
+    frame = noncanonical_data(b"as sent")
+    chunks = cut(frame)
+    for chunk in chunks:
+        await src.send(chunk)
+    for _ in range(b"".join(chunks).count(frame)):
+        assert await asyncio.wait_for(dst.recv(), 5) == frame
+    await asyncio.gather(src.close(), dst.close())
+
+
+async def test_frames_before_a_violation_are_forwarded_byte_identical(
+    proxy: TunnelProxy, fake: SecureTunnelFake
+) -> None:
+    opened = open_tunnel(fake)
+    src, dst = await connect_pair(proxy, opened)
+    await start_stream(src, dst)
+    frame = noncanonical_data(b"valid")
+    violation = encode_frame(TunnelMessage.stream_start(2, "SSH", 1))
+    await dst.send(frame[:4])
+    await dst.send(frame[4:] + violation)
+    assert (await closed_with(dst))[0] == 1002
+    assert await asyncio.wait_for(src.recv(), 5) == frame
+    assert await recv_messages(src) == [TunnelMessage.stream_reset(1, "SSH")]
+    await src.close()
 
 
 async def test_tunnels_are_isolated(proxy: TunnelProxy, fake: SecureTunnelFake) -> None:
