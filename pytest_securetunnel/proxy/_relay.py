@@ -172,7 +172,7 @@ class TunnelRelay:
             self._violation(peer, exc)
             return
         except Exception as exc:  # a bug: record it, close this connection only
-            peer.ws.sink = None
+            peer.ws.sink = _ignore
             self.owner.record_error(exc)
             self.close(peer, 1011, INTERNAL_CLOSE)
             return
@@ -182,6 +182,15 @@ class TunnelRelay:
             transport = peer.ws.transport
             transport.pause_reading()
             other.ws.when_writable(transport.resume_reading)
+
+    def on_text(self, peer: Peer) -> None:
+        """A text message from ``peer``: close it (1003); nothing more is processed."""
+        if peer.failed:
+            return
+        peer.failed = True
+        peer.ws.sink = _ignore
+        # decisions.md: a text frame closes with 1003.
+        self.close(peer, 1003, "Text frames are not supported: use binary")
 
     def _forward(self, peer: Peer, message: TunnelMessage, frame: bytes | None) -> None:
         events = self.owner.events

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -24,6 +26,7 @@ from .conftest import (
     describe,
     open_tunnel,
     recv_messages,
+    request_bytes,
     start_stream,
 )
 
@@ -222,6 +225,67 @@ async def test_oversized_message_closes_1009(proxy: TunnelProxy, fake: SecureTun
     assert (await closed_with(src))[0] == 1009
     event = await proxy.wait_for_async("disconnected", mode="source")
     assert event.code == 1009
+    await dst.close()
+
+
+async def test_oversized_fragment_closes_1009(proxy: TunnelProxy, fake: SecureTunnelFake) -> None:
+    src, dst = await connect_pair(proxy, open_tunnel(fake))
+    await src.send([b"\x00" * 10, b"\x00" * 131_077])
+    assert (await closed_with(src))[0] == 1009
+    await dst.close()
+
+
+async def test_fragmented_message_over_131076_bytes_is_relayed(
+    proxy: TunnelProxy, fake: SecureTunnelFake
+) -> None:
+    # The limit is per WebSocket frame: a message in frames of at most 131076 bytes may
+    # be longer, and the tunneling frames it carries are relayed one by one, unchanged.
+    src, dst = await connect_pair(proxy, open_tunnel(fake))
+    await start_stream(src, dst)
+    frames = [data(bytes([n]) * 64512) for n in range(5)]
+    stream = b"".join(frames)
+    fragments = [stream[i : i + 131_076] for i in range(0, len(stream), 131_076)]
+    assert len(fragments) == 3 and len(stream) > 2 * 131_076
+    await src.send(fragments)
+    for frame in frames:
+        assert await asyncio.wait_for(dst.recv(), 5) == frame
+    await asyncio.gather(src.close(), dst.close())
+
+
+async def test_fragmented_text_closes_1003_at_its_first_frame(
+    proxy: TunnelProxy, fake: SecureTunnelFake
+) -> None:
+    src, dst = await connect_pair(proxy, open_tunnel(fake))
+    rest = asyncio.Event()
+
+    async def fragments() -> AsyncIterator[str]:
+        yield "te"
+        await rest.wait()  # the message never ends while the proxy decides
+        yield "xt"
+
+    sending = asyncio.ensure_future(src.send(fragments()))
+    code, reason = await closed_with(src)
+    assert (code, reason) == (1003, "Text frames are not supported: use binary")
+    rest.set()
+    with contextlib.suppress(ConnectionClosed):
+        await sending
+    await dst.close()
+
+
+async def test_frames_sent_with_the_request_are_relayed_in_order(
+    proxy: TunnelProxy, fake: SecureTunnelFake
+) -> None:
+    opened = open_tunnel(fake)
+    dst = await connect_client(proxy, opened["destinationAccessToken"], "destination")
+    await dst.recv()  # SERVICE_IDS
+    request = request_bytes(token=opened["sourceAccessToken"])
+    start = encode_frame(TunnelMessage.stream_start(1, "SSH", 1))
+    pipelined = [start, data(b"a")[:5], data(b"a")[5:], data(b"b")]
+    wire = b"".join(Frame(Opcode.BINARY, f).serialize(mask=True) for f in pipelined)
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(request + wire)  # frames before the handshake's answer
+        for frame in (start, data(b"a"), data(b"b")):
+            assert await asyncio.wait_for(dst.recv(), 5) == frame
     await dst.close()
 
 
