@@ -181,7 +181,7 @@ class TunnelRelay:
             # Backpressure: stop reading this client until the peer drains.
             transport = peer.ws.transport
             transport.pause_reading()
-            other.ws.when_writable(transport.resume_reading)
+            other.when_writable(transport.resume_reading)
 
     def on_text(self, peer: Peer) -> None:
         """A text message from ``peer``: close it (1003); nothing more is processed."""
