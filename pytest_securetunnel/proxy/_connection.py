@@ -1,7 +1,8 @@
 """The ``websockets`` server connection the proxy uses, with two additions.
 
 1. The raw request head is held back until complete and screened first (size, request
-   line, header lines), so that every refusal is a 400 carrying a ``channel-id``.
+   line, header lines, then ``websockets``' own parser), so that every malformed request
+   gets a 400 carrying a ``channel-id``, at once, instead of a closed connection.
 2. Each binary WebSocket frame, whole message or fragment, goes straight to a
    synchronous ``sink`` as it is parsed, instead of being reassembled and passed through
    the receive queue and a task switch: tunneling frames are independent of WebSocket
@@ -17,11 +18,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from websockets.asyncio.server import ServerConnection
 from websockets.frames import Frame, Opcode
-from websockets.protocol import Event
+from websockets.protocol import Event, State
 
 from pytest_securetunnel.protocol import MAX_WEBSOCKET_FRAME_SIZE
 
@@ -60,6 +61,8 @@ class TunnelServerConnection(ServerConnection):
     #: Called at the first frame of each text message.
     on_text: Callable[[], None] | None = None
     _head: bytearray | None = None
+    _after_head: bytearray | None = None
+    _eof_held: bool = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Register the connection and give it a channel id."""
@@ -78,18 +81,65 @@ class TunnelServerConnection(ServerConnection):
         """Buffer the request head, screen it, then hand everything to ``websockets``."""
         head = self._head
         if head is None:
-            super().data_received(data)
+            after = self._after_head
+            if after is None:
+                super().data_received(data)
+            else:
+                after += data
+                if len(after) > MAX_WEBSOCKET_FRAME_SIZE:
+                    self.transport.pause_reading()  # until the handshake is answered
             return
         head += data
         end = head.find(b"\r\n\r\n")
         if end < 0 and len(head) <= MAX_REQUEST_SIZE:
+            # Incomplete: refuse at once what cannot become a valid request.
+            body = preflight(bytes(head), complete=False)
+            if body is not None:
+                self._head = None
+                self.owner.refuse_raw(self, body)
             return
         self._head = None
         body = preflight(bytes(head[: end + 4]) if end >= 0 else bytes(head))
-        if body is None:
-            super().data_received(bytes(head))
-        else:
+        if body is not None:
             self.owner.refuse_raw(self, body)
+            return
+        # What follows the head waits for the answer: ``websockets`` would parse it as
+        # frames at once, and a bad one would close the connection unanswered.
+        self._after_head = head[end + 4 :]
+        super().data_received(bytes(head[: end + 4]))
+
+    def eof_received(self) -> bool | None:  # type: ignore[override]  # asyncio's signature
+        """The client ended its stream: answer its request first, if it sent one.
+
+        A request cut short is refused; for a whole one, the end of stream is held back
+        until the handshake is answered (``websockets`` would drop the answer).
+        """
+        head = self._head
+        if head:
+            self._head = None
+            body = preflight(bytes(head)) or "Invalid request: The request head is incomplete."
+            self.owner.refuse_raw(self, body)
+            return None
+        if head is None and self.protocol.state is State.CONNECTING:
+            self._eof_held = True
+            return True  # keep the transport open to write the answer
+        super().eof_received()
+        return None
+
+    async def handshake(self, *args: Any, **kwargs: Any) -> None:
+        """``websockets``' opening handshake, then what arrived meanwhile (data, end)."""
+        try:
+            await super().handshake(*args, **kwargs)
+        finally:
+            after, self._after_head = self._after_head, None
+            if after is not None and self.protocol.state is State.OPEN:
+                if after:
+                    super().data_received(bytes(after))
+                if len(after) > MAX_WEBSOCKET_FRAME_SIZE:
+                    self.transport.resume_reading()
+            if self._eof_held:
+                self._eof_held = False
+                super().eof_received()
 
     def process_event(self, event: Event) -> None:
         """Give data frames to :attr:`sink` and :attr:`on_text`; others as usual."""

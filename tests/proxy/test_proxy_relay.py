@@ -230,7 +230,7 @@ async def test_oversized_message_closes_1009(proxy: TunnelProxy, fake: SecureTun
 
 async def test_oversized_fragment_closes_1009(proxy: TunnelProxy, fake: SecureTunnelFake) -> None:
     src, dst = await connect_pair(proxy, open_tunnel(fake))
-    await src.send([b"\x00" * 10, b"\x00" * 131_077])
+    await src.send([data(b"x")[:3], b"\x00" * 131_077])  # a frame begun, then too much
     assert (await closed_with(src))[0] == 1009
     await dst.close()
 
