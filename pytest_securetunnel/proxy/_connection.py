@@ -2,7 +2,9 @@
 
 1. The raw request head is held back until complete and screened first (size, request
    line, header lines, then ``websockets``' own parser), so that every malformed request
-   gets a 400 carrying a ``channel-id``, at once, instead of a closed connection.
+   gets a 400 carrying a ``channel-id``, at once, instead of a closed connection. What
+   follows the head, and the client's end of stream, wait until the handshake is
+   answered.
 2. Each binary WebSocket frame, whole message or fragment, goes straight to a
    synchronous ``sink`` as it is parsed, instead of being reassembled and passed through
    the receive queue and a task switch: tunneling frames are independent of WebSocket
@@ -10,8 +12,8 @@
    about what a bare ``websockets`` forwarder costs, holds no reassembled message, and
    the size limit applies to each WebSocket frame (``max_size=(None, frame limit)``).
    A text message calls ``on_text`` at its first frame; its fragments are discarded.
-   Frames that arrive before the proxy attaches its sink (pipelined after the request)
-   are held, in order, and handed over by :meth:`TunnelServerConnection.attach`.
+   Frames that arrive before the proxy attaches its sink (sent with the request) are
+   held, in order, and handed over by :meth:`TunnelServerConnection.attach`.
 """
 
 from __future__ import annotations

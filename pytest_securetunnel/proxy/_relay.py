@@ -189,7 +189,6 @@ class TunnelRelay:
             return
         peer.failed = True
         peer.ws.sink = _ignore
-        # decisions.md: a text frame closes with 1003.
         self.close(peer, 1003, "Text frames are not supported: use binary")
 
     def _forward(self, peer: Peer, message: TunnelMessage, frame: bytes | None) -> None:
