@@ -90,6 +90,15 @@ class TunnelConnection:
         messages validated before it in this call are in ``error.accepted``: relay them
         before closing the connection.
         """
+        return [message for message, _ in self.receive_frames(data)]
+
+    def receive_frames(self, data: MessageBytes) -> list[tuple[TunnelMessage, bytes]]:
+        """Like :meth:`receive_data`, pairing each message with its frame as received.
+
+        The service forwards frames unchanged, so a relay sends these bytes on rather than
+        re-encoding the message. On an error, ``error.accepted_frames`` holds the frames of
+        ``error.accepted``.
+        """
         if self._error is not None:
             raise ProtocolError(
                 "connection-failed",
@@ -99,14 +108,16 @@ class TunnelConnection:
                 source="this library: a connection that broke a rule is closed",
             )
         self._decoder.receive_data(data)
-        accepted: list[TunnelMessage] = []
+        accepted: list[tuple[TunnelMessage, bytes]] = []
         try:
-            while (message := self._decoder.next_message()) is not None:
+            while (found := self._decoder.next_frame()) is not None:
+                message = found[0]
                 validate_message(message, self.context)
                 self.context.streams.apply(message, from_client=True)
-                accepted.append(message)
+                accepted.append(found)
         except ProtocolError as exc:
-            exc.accepted = tuple(accepted)
+            exc.accepted = tuple(message for message, _ in accepted)
+            exc.accepted_frames = tuple(frame for _, frame in accepted)
             self._error = exc
             raise
         return accepted

@@ -34,6 +34,9 @@ class ProtocolError(Exception):
         accepted: Messages that were complete and valid before the error in the same
             ``feed``/``receive_data`` call, in order. They are not lost: a caller that
             relays messages should relay these before acting on the error.
+        accepted_frames: The frames of :attr:`accepted` as received, when the error came
+            from :meth:`TunnelConnection.receive_frames
+            <pytest_securetunnel.protocol.TunnelConnection.receive_frames>` (else empty).
     """
 
     rule: str
@@ -41,6 +44,7 @@ class ProtocolError(Exception):
     value: object
     source: str
     accepted: tuple[TunnelMessage, ...]
+    accepted_frames: tuple[bytes, ...]
 
     def __init__(self, rule: str, detail: str, *, value: object, source: str) -> None:
         self.rule = rule
@@ -48,6 +52,7 @@ class ProtocolError(Exception):
         self.value = value
         self.source = source
         self.accepted = ()
+        self.accepted_frames = ()
         super().__init__(f"rule {rule}: {detail} (source: {source})")
 
     def __reduce__(self) -> tuple[object, ...]:

@@ -102,6 +102,15 @@ class FrameDecoder:
         Raises :class:`~pytest_securetunnel.protocol.MessageDecodeError` (rules
         ``malformed-message``, ``unknown-field``) for an invalid frame body.
         """
+        found = self.next_frame()
+        return None if found is None else found[0]
+
+    def next_frame(self) -> tuple[TunnelMessage, bytes] | None:
+        """Like :meth:`next_message`, with the frame's bytes as received (prefix included).
+
+        A relay forwards these bytes unchanged: re-encoding a decoded message may give
+        other bytes (field order, default values written out).
+        """
         start = self._offset
         available = len(self._buffer) - start
         if available < LENGTH_PREFIX_SIZE:
@@ -110,9 +119,10 @@ class FrameDecoder:
         end = start + LENGTH_PREFIX_SIZE + (buffer[start] << 8 | buffer[start + 1])
         if end > len(buffer):
             return None
-        body = buffer[start + LENGTH_PREFIX_SIZE : end]  # a copy: the buffer changes later
+        frame = bytes(buffer[start:end])  # a copy: the buffer changes later
         self._offset = end
-        return decode_message(body, allow_unknown_fields=self.allow_unknown_fields)
+        body = memoryview(frame)[LENGTH_PREFIX_SIZE:]
+        return decode_message(body, allow_unknown_fields=self.allow_unknown_fields), frame
 
     def feed(self, data: MessageBytes) -> list[TunnelMessage]:
         """Add ``data`` and return every message completed by it, in order.

@@ -17,7 +17,6 @@ from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Final, cast
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from pytest_securetunnel.protocol import MAX_WEBSOCKET_FRAME_SIZE, TunnelConnection
@@ -118,7 +117,9 @@ class ProxyCore:
             "ping_interval": None,  # the service normally does not ping (protocol guides)
             "ping_timeout": None,
             "close_timeout": close_timeout,
-            "max_size": MAX_WEBSOCKET_FRAME_SIZE,  # docs/fidelity.md: larger closes 1009
+            # The limit is per WebSocket frame (larger closes 1009); a message may be
+            # sent in any number of frames, which go to the relay one by one.
+            "max_size": (None, MAX_WEBSOCKET_FRAME_SIZE),
             "write_limit": WRITE_LIMIT,
             "create_connection": self.connection_class,
             "backlog": BACKLOG,
@@ -302,15 +303,10 @@ class ProxyCore:
         try:
             # Synchronous up to the first await, so no frame can arrive in between.
             relay.open(peer)
-            conn.sink = functools.partial(relay.on_data, peer)
-            async for data in conn:  # only text and fragmented messages come this way
-                if isinstance(data, str):
-                    # docs/fidelity.md: a text frame closes with 1003.
-                    relay.close(peer, 1003, "Text frames are not supported: use binary")
-                    break
-                relay.on_data(peer, data)
-        except ConnectionClosed:
-            pass
+            conn.attach(
+                functools.partial(relay.on_data, peer), functools.partial(relay.on_text, peer)
+            )
+            await conn.wait_closed()  # every data frame goes to the relay as it arrives
         except Exception as exc:
             self.record_error(exc)
             relay.close(peer, 1011, INTERNAL_CLOSE)

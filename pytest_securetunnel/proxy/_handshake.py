@@ -3,7 +3,11 @@
 The order (first failure wins; each refusal is HTTP 400 with a plain-text body):
 
 1. the request head is at most 4096 bytes (raw bytes, :func:`preflight`);
-2. it is ``GET <target> HTTP/1.1`` with well-formed header lines (:func:`preflight`);
+2. it is ``GET <path> HTTP/1.1`` with CRLF line endings and well-formed header lines,
+   which ``websockets``' own parser accepts (:func:`preflight`): no body, no
+   ``Transfer-Encoding``, no control characters. Bytes that cannot begin such a request
+   (garbage, a TLS handshake, a bare LF) are refused as soon as they arrive, and a
+   request cut short by the client's end of stream when it ends;
 3. the path is ``/tunnel``;
 4. the query has exactly one ``local-proxy-mode``, ``source`` or ``destination``;
 5. exactly one access token: ``access-token`` header(s) plus ``awsiot-tunnel-token``
@@ -31,12 +35,13 @@ import random
 import re
 from collections.abc import Sequence
 from typing import Final
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidHeader
 from websockets.headers import parse_subprotocol
 from websockets.http11 import Request, Response
+from websockets.streams import StreamReader
 
 from pytest_securetunnel._realtime import real_monotonic
 from pytest_securetunnel.protocol import SUBPROTOCOLS
@@ -61,7 +66,10 @@ _MAX_HEADER_LINES: Final = 100
 _CLIENT_TOKEN: Final = re.compile(r"[a-zA-Z0-9-]{32,128}")
 _TOKEN_COOKIE: Final = "awsiot-tunnel-token"
 _MODES: Final = ("source", "destination")
-_REQUEST_LINE: Final = re.compile(rb"GET /\S* HTTP/1\.1")
+# Origin form: a path of visible ASCII characters (RFC 9112; others are percent-encoded).
+_TARGET: Final = re.compile(rb"/[!-~]*")
+_BARE_LF: Final = re.compile(rb"(?<!\r)\n")
+_INVALID: Final = "Invalid request: "
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,27 +82,73 @@ class HandshakeRequest:
     subprotocol: str
 
 
-def preflight(head: bytes) -> str | None:
+def preflight(head: bytes, *, complete: bool = True) -> str | None:
     """Return a refusal body for a raw request head that ``websockets`` should not see.
 
-    ``head`` is the request up to and including the blank line (or everything received
-    so far, if that is already too long). ``None`` means the head may go on.
+    ``head`` is the request up to and including the blank line, or, with ``complete``
+    false, what has arrived of it so far: then only what can already be told wrong is
+    refused (``None`` means the head may go on).
     """
     if len(head) > MAX_REQUEST_SIZE:
-        return f"Invalid request: The handshake request is larger than {MAX_REQUEST_SIZE} bytes."
-    lines = head.split(b"\r\n")
-    if not _REQUEST_LINE.fullmatch(lines[0]):
-        shown = lines[0][:80].decode("latin-1")
-        return f"Invalid request: The handshake must be an HTTP/1.1 GET request; got {shown!r}."
-    headers = [line for line in lines[1:] if line]
+        return f"{_INVALID}The handshake request is larger than {MAX_REQUEST_SIZE} bytes."
+    if head.startswith(b"\x16\x03"):
+        return f"{_INVALID}Got a TLS handshake on the ws:// port; use the wss:// endpoint."
+    bare = _BARE_LF.search(head)
+    if bare is not None:
+        number = head.count(b"\n", 0, bare.start()) + 1
+        return f"{_INVALID}Lines must end with CRLF; line {number} ends with a bare LF."
+    line_end = head.find(b"\r\n")
+    refusal = _request_line(head if line_end < 0 else head[:line_end], line_end >= 0 or complete)
+    if refusal is not None or not complete:
+        return refusal
+    headers = [line for line in head.split(b"\r\n")[1:] if line]
     if len(headers) > _MAX_HEADER_LINES:
-        return f"Invalid request: The handshake request has more than {_MAX_HEADER_LINES} headers."
+        return f"{_INVALID}The handshake request has more than {_MAX_HEADER_LINES} headers."
     for line in headers:
         name, colon, _ = line.partition(b":")
         if not colon or not name or name != name.strip():
-            shown = line[:40].decode("latin-1")
-            return f"Invalid request: Malformed header line {shown!r}."
+            return f"{_INVALID}Malformed header line {_shown(line, 40)}."
+    return _parse(head)
+
+
+def _shown(data: bytes, limit: int = 80) -> str:
+    return repr(data[:limit].decode("latin-1"))
+
+
+def _request_line(line: bytes, whole: bool) -> str | None:
+    """Refusal for a request line (or the start of one, unless ``whole``), else ``None``."""
+    method, _, rest = line.partition(b" ")
+    target, space, version = rest.partition(b" ")
+    if whole:
+        valid_start = method == b"GET" and version == b"HTTP/1.1"
+    else:  # could still become GET <target> HTTP/1.1
+        valid_start = (method == b"GET" or (not rest and b"GET".startswith(method))) and (
+            b"HTTP/1.1".startswith(version)
+        )
+    if not valid_start or b" " in version:
+        return f"{_INVALID}The handshake must be an HTTP/1.1 GET request; got {_shown(line)}."
+    if (target or space or whole) and not _TARGET.fullmatch(target):
+        return (
+            f"{_INVALID}The request target must be a path: / then visible ASCII characters "
+            f"(percent-encode others); got {_shown(target)}."
+        )
     return None
+
+
+def _parse(head: bytes) -> str | None:
+    """Refusal for a head that ``websockets``' request parser rejects, else ``None``."""
+    reader = StreamReader()
+    reader.feed_data(head)
+    reader.feed_eof()
+    parser = Request.parse(reader.read_line)
+    try:
+        next(parser)
+    except StopIteration:
+        return None
+    except Exception as exc:  # its errors say what was wrong: ValueError and others
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(exc))[:160]
+        return f"{_INVALID}{text[:1].upper()}{text[1:]}."
+    return f"{_INVALID}The request head is incomplete."  # not reached: the head is whole
 
 
 def _cookie_tokens(headers: Headers) -> list[str]:
@@ -190,10 +244,10 @@ def _subprotocol(headers: Headers) -> str:
 
 def check_request(request: Request) -> HandshakeRequest:
     """Apply checks 3 to 7 of the module docstring; raise :class:`Refusal` on the first."""
-    target = urlsplit(request.path)
-    if target.path != "/tunnel":
-        raise Refusal(f"Invalid request path: The path must be /tunnel; got {target.path[:80]!r}.")
-    mode = _mode(target.query)
+    path, _, query = request.path.partition("?")  # origin form, checked by preflight
+    if path != "/tunnel":
+        raise Refusal(f"Invalid request path: The path must be /tunnel; got {path[:80]!r}.")
+    mode = _mode(query)
     access_token = _access_token(request.headers)
     client_token = _client_token(request.headers)
     subprotocol = _subprotocol(request.headers)
@@ -202,7 +256,8 @@ def check_request(request: Request) -> HandshakeRequest:
 
 def request_hints(request: Request) -> tuple[str | None, str | None]:
     """Best-effort ``(mode, access token)`` of any request, to label a refusal."""
-    mode = parse_qs(urlsplit(request.path).query).get("local-proxy-mode", [None])[0]
+    query = request.path.partition("?")[2]
+    mode = parse_qs(query).get("local-proxy-mode", [None])[0]
     tokens = [*request.headers.get_all("access-token"), *_cookie_tokens(request.headers)]
     return (
         mode if mode in _MODES else None,

@@ -3,7 +3,10 @@
 By default each tunneling message is written as its own binary WebSocket message, at
 once (localproxy: in destination mode, DATA packed after STREAM_START in one WebSocket
 message stalls until the next message arrives). A :class:`Delivery` with a delay, a
-bandwidth cap or re-chunking routes messages through an ordered per-connection writer.
+bandwidth cap or re-chunking routes messages through an ordered per-connection writer,
+whose queue is bounded: above :data:`SHAPED_QUEUE_LIMIT` bytes the connection reports
+itself :attr:`Peer.paused`, and the relay stops reading the sender until it drains, as
+it does when a client's WebSocket write buffer is full.
 """
 
 from __future__ import annotations
@@ -27,10 +30,15 @@ from pytest_securetunnel.protocol import (
 from ._connection import TunnelServerConnection
 from ._events import EventKind, EventLog
 
-__all__ = ["Delivery", "Peer"]
+__all__ = ["SHAPED_QUEUE_LIMIT", "Delivery", "Peer"]
 
 #: AWS's opt-in per-tunnel bandwidth limit, bytes per second (800 KB/s).
 AWS_BANDWIDTH_LIMIT: Final = 800_000
+#: Bytes a shaped delivery holds for one connection before the sender is paused: room
+#: for a full WebSocket message being assembled and the next one. The sender resumes
+#: once the queue is down to half of it.
+SHAPED_QUEUE_LIMIT: Final = 2 * MAX_WEBSOCKET_FRAME_SIZE
+_RESUME_AT: Final = SHAPED_QUEUE_LIMIT // 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +55,11 @@ class Delivery:
         max_message_size: Cut the byte stream into WebSocket messages of at most this
             many bytes, so frames straddle WebSocket message boundaries.
         flush_after: See ``frames_per_message``.
+
+    A shaped delivery pushes back on the sender as a slow reader does: once about 256 KB
+    wait for this side, the proxy stops reading the other side's client until they drain.
+    The sender then goes at the shaped rate; with a ``delay``, at most about 256 KB are
+    in flight, so throughput is at most that much per ``delay``.
     """
 
     delay: float = 0.0
@@ -116,6 +129,8 @@ class Peer:
         self._events = events
         self._on_error = on_error
         self._queue: collections.deque[_Item] = collections.deque()
+        self._queued = 0
+        self._on_drained: list[Callable[[], None]] = []
         self._wakeup = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._next_write_at = 0.0
@@ -145,8 +160,22 @@ class Peer:
 
     @property
     def paused(self) -> bool:
-        """Whether this client's write buffer is above its limit (it reads too slowly)."""
-        return self.ws.paused
+        """Whether this client takes no more for now: its write buffer is above its limit
+        (it reads too slowly), or its shaped delivery holds over :data:`SHAPED_QUEUE_LIMIT`.
+        """
+        return self.ws.paused or self._queued > SHAPED_QUEUE_LIMIT
+
+    def when_writable(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once this client takes more (or its connection is gone)."""
+        if self._queued > SHAPED_QUEUE_LIMIT:
+            self._on_drained.append(callback)
+        else:
+            self.ws.when_writable(callback)
+
+    def _drained(self) -> None:
+        callbacks, self._on_drained = self._on_drained, []
+        for callback in callbacks:
+            callback()
 
     def send(self, message: TunnelMessage, frame: bytes | None = None) -> None:
         """Write ``message`` to this client now (or queue it for a shaped delivery).
@@ -171,6 +200,7 @@ class Peer:
             return
         loop = asyncio.get_running_loop()
         self._queue.append((loop.time(), message, frame))
+        self._queued += len(frame)
         self._wakeup.set()
         if self._writer is None:
             self._writer = loop.create_task(self._write_loop(), name=f"securetunnel-{self!r}")
@@ -187,6 +217,8 @@ class Peer:
         for _, message, _ in self._queue:
             self._log("dropped", message, "connection closed")
         self._queue.clear()
+        self._queued = 0
+        self._drained()
 
     async def _next_item(self, timeout: float | None) -> _Item | None:
         while not self._queue:
@@ -198,7 +230,15 @@ class Peer:
                     await asyncio.wait_for(self._wakeup.wait(), timeout)
                 except asyncio.TimeoutError:
                     return None
-        return self._queue.popleft()
+        item = self._queue.popleft()
+        self._queued -= len(item[2])
+        if self._on_drained and self._queued <= _RESUME_AT:
+            self._drained()
+        return item
+
+    def _put_back(self, item: _Item) -> None:
+        self._queue.appendleft(item)
+        self._queued += len(item[2])
 
     async def _write_loop(self) -> None:
         try:
@@ -208,9 +248,11 @@ class Peer:
             self._drop_queue()
         except Exception as exc:
             self._on_error(exc)
+            self._drop_queue()
         finally:
             if self._writer is asyncio.current_task():
                 self._writer = None
+            self._drained()  # a sender paused on this queue must not wait forever
 
     async def _write_batch(self) -> None:
         loop = asyncio.get_running_loop()
@@ -227,7 +269,7 @@ class Peer:
             if item is None:
                 break
             if size + len(item[2]) > MAX_WEBSOCKET_FRAME_SIZE:
-                self._queue.appendleft(item)
+                self._put_back(item)
                 break
             await _sleep_until(loop, item[0] + delivery.delay)
             batch.append(item)

@@ -164,15 +164,15 @@ class TunnelRelay:
                 conn.streams.apply(message, from_client=True)
                 self._forward(peer, message, data)
             else:
-                for message in conn.receive_data(data):
-                    self._forward(peer, message, None)
+                for message, frame in conn.receive_frames(data):
+                    self._forward(peer, message, frame)
         except ProtocolError as exc:
-            for message in exc.accepted:
-                self._forward(peer, message, None)
+            for message, frame in zip(exc.accepted, exc.accepted_frames, strict=True):
+                self._forward(peer, message, frame)
             self._violation(peer, exc)
             return
         except Exception as exc:  # a bug: record it, close this connection only
-            peer.ws.sink = None
+            peer.ws.sink = _ignore
             self.owner.record_error(exc)
             self.close(peer, 1011, INTERNAL_CLOSE)
             return
@@ -181,7 +181,15 @@ class TunnelRelay:
             # Backpressure: stop reading this client until the peer drains.
             transport = peer.ws.transport
             transport.pause_reading()
-            other.ws.when_writable(transport.resume_reading)
+            other.when_writable(transport.resume_reading)
+
+    def on_text(self, peer: Peer) -> None:
+        """A text message from ``peer``: close it (1003); nothing more is processed."""
+        if peer.failed:
+            return
+        peer.failed = True
+        peer.ws.sink = _ignore
+        self.close(peer, 1003, "Text frames are not supported: use binary")
 
     def _forward(self, peer: Peer, message: TunnelMessage, frame: bytes | None) -> None:
         events = self.owner.events

@@ -149,6 +149,30 @@ def test_violation_reports_messages_accepted_before_it() -> None:
     assert info.value.accepted == tuple(good)
 
 
+def test_receive_frames_gives_each_frame_as_received() -> None:
+    conn = source()
+    start = frames(TunnelMessage.stream_start(1, "SSH", 1))
+    # DATA with its fields in reverse order: valid, but not how encode_frame writes it.
+    body = b"\x38\x01\x2a\x03SSH\x22\x02hi\x10\x01\x08\x01"
+    reordered = len(body).to_bytes(2, "big") + body
+    stream = start + reordered
+    assert conn.receive_frames(stream[:3]) == []
+    cut = len(start) + 3
+    assert conn.receive_frames(stream[3:cut]) == [(TunnelMessage.stream_start(1, "SSH", 1), start)]
+    assert conn.receive_frames(stream[cut:]) == [
+        (TunnelMessage.data(1, b"hi", "SSH", 1), reordered)
+    ]
+
+
+def test_violation_reports_frames_accepted_before_it() -> None:
+    conn = source()
+    good = [TunnelMessage.stream_start(1, "SSH", 1), TunnelMessage.data(1, b"a", "SSH", 1)]
+    with pytest.raises(RuleViolation) as info:
+        conn.receive_frames(frames(*good, TunnelMessage.data(0, b"b", "SSH", 1)))
+    assert info.value.accepted == tuple(good)
+    assert info.value.accepted_frames == tuple(frames(m) for m in good)
+
+
 def test_failed_connection_refuses_more_data() -> None:
     conn = source()
     with pytest.raises(RuleViolation):

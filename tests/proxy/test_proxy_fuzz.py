@@ -14,7 +14,7 @@ from pytest_securetunnel.protocol import FrameDecoder, TunnelMessage, encode_fra
 from pytest_securetunnel.proxy import TunnelProxy
 from pytest_securetunnel.service import SecureTunnelFake
 
-from .conftest import RawClient, data, open_tunnel, request_bytes
+from .conftest import RawClient, data, open_tunnel, parse_response, request_bytes
 
 FUZZ = settings(
     max_examples=100,
@@ -68,10 +68,12 @@ def control(proxy: TunnelProxy, fake: SecureTunnelFake) -> Iterator[Control]:
     tunnel.close()
 
 
-def drain(sock: socket.socket) -> None:
-    """Read until the proxy closes the connection."""
-    while sock.recv(65536):
-        pass
+def drain(sock: socket.socket) -> bytes:
+    """Read until the proxy closes the connection; return what it sent."""
+    received = bytearray()
+    while chunk := sock.recv(65536):
+        received += chunk
+    return bytes(received)
 
 
 def _check(proxy: TunnelProxy, control: Control) -> None:
@@ -103,7 +105,11 @@ def test_arbitrary_handshake_bytes(proxy: TunnelProxy, control: Control, raw: by
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
         sock.sendall(raw)
         sock.shutdown(socket.SHUT_WR)
-        drain(sock)
+        answer = drain(sock)
+    if raw:  # no token is valid here: every request, whatever its bytes, is refused
+        response = parse_response(answer)
+        assert response.status_code == 400
+        assert response.body.startswith(b"Invalid ")
     _check(proxy, control)
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -23,6 +26,7 @@ from .conftest import (
     describe,
     open_tunnel,
     recv_messages,
+    request_bytes,
     start_stream,
 )
 
@@ -114,6 +118,69 @@ async def test_fragmented_message_is_relayed_in_order(
     await asyncio.gather(src.close(), dst.close())
 
 
+def noncanonical_data(payload: bytes, stream_id: int = 1) -> bytes:
+    """A V3 DATA frame whose encoding is valid but not canonical.
+
+    Fields in reverse order, and ``ignorable = false`` written out: re-encoding the
+    decoded message gives other bytes.
+    """
+    service = b"SSH"
+    body = (
+        bytes([0x38, 1])  # connectionId = 1
+        + bytes([0x2A, len(service)])
+        + service  # serviceId
+        + bytes([0x22, len(payload)])
+        + payload  # payload
+        + bytes([0x18, 0])  # ignorable = false, a default value written out
+        + bytes([0x10, stream_id])  # streamId
+        + bytes([0x08, MessageType.DATA])  # type
+    )
+    frame = len(body).to_bytes(2, "big") + body
+    assert encode_frame(TunnelMessage.data(stream_id, payload, "SSH", 1)) != frame
+    return frame
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [
+        pytest.param(lambda f: [f], id="whole"),
+        pytest.param(lambda f: [f[:1], f[1:]], id="prefix-split"),
+        pytest.param(lambda f: [f[:7], f[7:]], id="body-split"),
+        pytest.param(lambda f: [f + f[:9], f[9:]], id="packed-and-split"),
+        pytest.param(lambda f: [bytes([b]) for b in f], id="byte-by-byte"),
+    ],
+)
+async def test_frames_are_forwarded_byte_identical_however_they_arrive(
+    proxy: TunnelProxy, fake: SecureTunnelFake, cut: Callable[[bytes], list[bytes]]
+) -> None:
+    opened = open_tunnel(fake)
+    src, dst = await connect_pair(proxy, opened)
+    await start_stream(src, dst)
+    frame = noncanonical_data(b"as sent")
+    chunks = cut(frame)
+    for chunk in chunks:
+        await src.send(chunk)
+    for _ in range(b"".join(chunks).count(frame)):
+        assert await asyncio.wait_for(dst.recv(), 5) == frame
+    await asyncio.gather(src.close(), dst.close())
+
+
+async def test_frames_before_a_violation_are_forwarded_byte_identical(
+    proxy: TunnelProxy, fake: SecureTunnelFake
+) -> None:
+    opened = open_tunnel(fake)
+    src, dst = await connect_pair(proxy, opened)
+    await start_stream(src, dst)
+    frame = noncanonical_data(b"valid")
+    violation = encode_frame(TunnelMessage.stream_start(2, "SSH", 1))
+    await dst.send(frame[:4])
+    await dst.send(frame[4:] + violation)
+    assert (await closed_with(dst))[0] == 1002
+    assert await asyncio.wait_for(src.recv(), 5) == frame
+    assert await recv_messages(src) == [TunnelMessage.stream_reset(1, "SSH")]
+    await src.close()
+
+
 async def test_tunnels_are_isolated(proxy: TunnelProxy, fake: SecureTunnelFake) -> None:
     first, second = open_tunnel(fake), open_tunnel(fake)
     src1, dst1 = await connect_pair(proxy, first)
@@ -158,6 +225,67 @@ async def test_oversized_message_closes_1009(proxy: TunnelProxy, fake: SecureTun
     assert (await closed_with(src))[0] == 1009
     event = await proxy.wait_for_async("disconnected", mode="source")
     assert event.code == 1009
+    await dst.close()
+
+
+async def test_oversized_fragment_closes_1009(proxy: TunnelProxy, fake: SecureTunnelFake) -> None:
+    src, dst = await connect_pair(proxy, open_tunnel(fake))
+    await src.send([data(b"x")[:3], b"\x00" * 131_077])  # a frame begun, then too much
+    assert (await closed_with(src))[0] == 1009
+    await dst.close()
+
+
+async def test_fragmented_message_over_131076_bytes_is_relayed(
+    proxy: TunnelProxy, fake: SecureTunnelFake
+) -> None:
+    # The limit is per WebSocket frame: a message in frames of at most 131076 bytes may
+    # be longer, and the tunneling frames it carries are relayed one by one, unchanged.
+    src, dst = await connect_pair(proxy, open_tunnel(fake))
+    await start_stream(src, dst)
+    frames = [data(bytes([n]) * 64512) for n in range(5)]
+    stream = b"".join(frames)
+    fragments = [stream[i : i + 131_076] for i in range(0, len(stream), 131_076)]
+    assert len(fragments) == 3 and len(stream) > 2 * 131_076
+    await src.send(fragments)
+    for frame in frames:
+        assert await asyncio.wait_for(dst.recv(), 5) == frame
+    await asyncio.gather(src.close(), dst.close())
+
+
+async def test_fragmented_text_closes_1003_at_its_first_frame(
+    proxy: TunnelProxy, fake: SecureTunnelFake
+) -> None:
+    src, dst = await connect_pair(proxy, open_tunnel(fake))
+    rest = asyncio.Event()
+
+    async def fragments() -> AsyncIterator[str]:
+        yield "te"
+        await rest.wait()  # the message never ends while the proxy decides
+        yield "xt"
+
+    sending = asyncio.ensure_future(src.send(fragments()))
+    code, reason = await closed_with(src)
+    assert (code, reason) == (1003, "Text frames are not supported: use binary")
+    rest.set()
+    with contextlib.suppress(ConnectionClosed):
+        await sending
+    await dst.close()
+
+
+async def test_frames_sent_with_the_request_are_relayed_in_order(
+    proxy: TunnelProxy, fake: SecureTunnelFake
+) -> None:
+    opened = open_tunnel(fake)
+    dst = await connect_client(proxy, opened["destinationAccessToken"], "destination")
+    await dst.recv()  # SERVICE_IDS
+    request = request_bytes(token=opened["sourceAccessToken"])
+    start = encode_frame(TunnelMessage.stream_start(1, "SSH", 1))
+    pipelined = [start, data(b"a")[:5], data(b"a")[5:], data(b"b")]
+    wire = b"".join(Frame(Opcode.BINARY, f).serialize(mask=True) for f in pipelined)
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(request + wire)  # frames before the handshake's answer
+        for frame in (start, data(b"a"), data(b"b")):
+            assert await asyncio.wait_for(dst.recv(), 5) == frame
     await dst.close()
 
 
