@@ -5,8 +5,7 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from pytest_securetunnel import mock_securetunneling
-from pytest_securetunnel.mock import RealCallBlocked, guard_real_calls
+from pytest_securetunnel import RealCallBlocked, guard_real_calls, mock_securetunneling
 
 # Every inner test records what reaches botocore's HTTP sender instead of sending it.
 CONFTEST = """
