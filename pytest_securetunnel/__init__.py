@@ -10,7 +10,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from pytest_securetunnel.mock import Attachment, MockSecureTunneling, attach, mock_securetunneling
+from pytest_securetunnel.mock import (
+    Attachment,
+    MockSecureTunneling,
+    RealCallBlocked,
+    attach,
+    guard_real_calls,
+    mock_securetunneling,
+)
 from pytest_securetunnel.server import SecureTunnelServer
 from pytest_securetunnel.service import (
     CallRecord,
@@ -65,6 +72,7 @@ __all__ = [
     "MockSecureTunneling",
     "Notification",
     "Quotas",
+    "RealCallBlocked",
     "ReferenceLocalProxy",
     "SecureTunnelFake",
     "SecureTunnelServer",
@@ -79,6 +87,7 @@ __all__ = [
     "TunnelProxy",
     "TunnelProxyError",
     "attach",
+    "guard_real_calls",
     "mock_securetunneling",
 ]
 

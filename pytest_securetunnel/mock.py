@@ -5,9 +5,20 @@ Two hook levels, both through botocore's own event system:
 * ``before-call`` (the default, as fast as botocore's ``Stubber``): botocore
   validates and serialises the request as usual; the fake answers the JSON body;
   botocore's own response parser turns the answer into the dict (and the
-  ``ClientError``) a real client returns. Signing, HTTP and retries are skipped.
+  ``ClientError``) a real client returns. Signing and HTTP are skipped; the client's
+  own retry handler (its ``needs-retry`` event) decides whether to try again, as
+  botocore's endpoint asks it.
 * ``before-send`` (``http=True``): the whole HTTP path runs, SigV4 signing and the
   retry handler included; only the socket is replaced.
+
+In both, the backoff the retry handler asks for is recorded on the fake's
+:attr:`~pytest_securetunnel.CallRecord.retry_delay`, and slept only with
+``real_sleep=True``; the adaptive mode's rate limiter does not wait for answers the
+fake gave.
+
+While a guard is on (:func:`guard_real_calls`, which the pytest plugin turns on),
+an ``iotsecuretunneling`` request bound for an AWS endpoint that no fake answers
+fails before it is signed or sent.
 
 Process-wide mode (:func:`mock_securetunneling`) reaches every client in the
 process, whenever and from whatever session it was created: while active, a
@@ -18,29 +29,54 @@ Scoped mode (:func:`attach`) reaches one client or one session only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import functools
 import inspect
 import io
 import sys
 import threading
+import time
+import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
 from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
 
 from botocore.awsrequest import AWSResponse
 from botocore.client import BaseClient
+from botocore.credentials import Credentials
+from botocore.endpoint import Endpoint
+from botocore.exceptions import CapacityNotAvailableError
+from botocore.retries.adaptive import ClientRateLimiter
 
 from pytest_securetunnel._sigv4 import sigv4_scope
 from pytest_securetunnel._stopping import note_stop_failure
 from pytest_securetunnel.service import SecureTunnelFake, WireResponse
 from pytest_securetunnel.service._model import SERVICE_NAME
 
-__all__ = ["MockSecureTunneling", "attach", "mock_securetunneling"]
+__all__ = [
+    "MockSecureTunneling",
+    "RealCallBlocked",
+    "attach",
+    "guard_real_calls",
+    "mock_securetunneling",
+]
 
 _EVENT_CALL = "before-call.iotsecuretunneling"
 _EVENT_SEND = "before-send.iotsecuretunneling"
 _HOOK_ID = "pytest_securetunnel.hook"
+_GUARD_ID = "pytest_securetunnel.guard"
+#: Request-context key: a fake answers this call at ``before-send`` (HTTP mode).
+_ROUTED = "pytest_securetunnel.routed"
+#: The backoff chosen after an HTTP-mode attempt the fake answered, for the next one.
+_PENDING_DELAY: contextvars.ContextVar[float] = contextvars.ContextVar(
+    "securetunnel_retry_delay", default=0.0
+)
+#: Requests a fake answered in HTTP mode without real sleeps: the adaptive rate
+#: limiter does not wait for them.
+_NO_WAIT: weakref.WeakSet[Any] = weakref.WeakSet()
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -81,26 +117,109 @@ def _error_shape(parsed: Any, model: Any) -> Any:
     return None if code is None else model.service_model.shape_for_error_code(code)
 
 
-async def _pair_async(http: AWSResponse, pending: Awaitable[Any]) -> tuple[AWSResponse, Any]:
-    return http, await pending
-
-
 def _access_key(credentials: Any) -> str | None:
     return None if credentials is None else cast("str | None", credentials.access_key)
+
+
+def _needs_retry_kwargs(
+    endpoint: Any, model: Any, attempts: int, request_dict: Any, response: Any, exc: Any
+) -> dict[str, Any]:
+    """The ``needs-retry`` event's name and arguments, as botocore's endpoint emits them."""
+    return {
+        "event_name": f"needs-retry.{model.service_model.service_id.hyphenize()}.{model.name}",
+        "response": response,
+        "endpoint": endpoint,
+        "operation": model,
+        "attempts": attempts,
+        "caught_exception": exc,
+        "request_dict": request_dict,
+    }
+
+
+def _delay(responses: Any) -> float | None:
+    """The retry handlers' verdict, read as botocore's endpoint reads it: a delay or None."""
+    for response in responses:
+        if response[1] is not None:
+            verdict = response[1]
+            return None if verdict is False else float(verdict)
+    return None
+
+
+def _note_attempt(context: dict[str, Any], attempt: int) -> None:
+    # As botocore's endpoint does before each attempt (_update_retries_context).
+    retries = context.setdefault("retries", {})
+    retries["attempt"] = attempt
+    if "invocation-id" not in retries:
+        retries["invocation-id"] = str(uuid.uuid4())
+
+
+def _sdk_attempt(headers: Any) -> int:
+    """The attempt number of botocore's ``amz-sdk-request: attempt=N; max=M`` header."""
+    value = headers.get("amz-sdk-request", b"")
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    for part in value.split(";"):
+        key, _, number = part.strip().partition("=")
+        if key == "attempt" and number.isdigit():
+            return int(number)
+    return 1
+
+
+class _AsyncRaw:
+    """A raw HTTP body for aiobotocore, whose responses read their content awaitably."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    async def read(self) -> bytes:
+        body, self._body = self._body, b""
+        return body
+
+
+@functools.lru_cache(maxsize=1)
+def _aio_response_class() -> type[AWSResponse]:
+    from aiobotocore.awsrequest import AioAWSResponse
+
+    return cast("type[AWSResponse]", AioAWSResponse)
+
+
+def _placeholder_credentials(is_async: bool) -> Any:
+    """Credentials to sign with when the client has none: the fake does not check them."""
+    if is_async:
+        from aiobotocore.credentials import AioCredentials
+
+        return AioCredentials("securetunnel-no-credentials", "securetunnel-no-credentials")
+    return Credentials("securetunnel-no-credentials", "securetunnel-no-credentials")
 
 
 class _Hook:
     """The event handler on one emitter: answers from a fixed or the active fake."""
 
-    def __init__(self, parser_factory: Any, fake: SecureTunnelFake | None) -> None:
+    def __init__(
+        self,
+        parser_factory: Any,
+        fake: SecureTunnelFake | None,
+        real_sleep: bool = False,
+        endpoint: Any = None,
+    ) -> None:
         self._parser = _timestamp_cached(parser_factory.create_parser("json"))
         self._fixed = fake
+        self._fixed_sleep = real_sleep
+        # aiobotocore's parsers and emitters are async, botocore's are not.
+        self._async = inspect.iscoroutinefunction(self._parser.parse)
+        self._endpoint = endpoint
         # Parsed bodies of successful responses, by (operation, body): botocore's parser
         # is a pure function of the body, and an unchanged tunnel answers the same bytes.
         self._parsed: dict[tuple[str, bytes], dict[str, Any]] = {}
 
     def _fake(self) -> SecureTunnelFake | None:
         return self._fixed if self._fixed is not None else _router.active()
+
+    def _route(self) -> tuple[SecureTunnelFake | None, bool]:
+        """The fake that answers now, and whether backoffs are really slept."""
+        if self._fixed is not None:
+            return self._fixed, self._fixed_sleep
+        return _router.route()
 
     def _parse(self, wire: WireResponse, model: Any) -> Any:
         """botocore's parse of ``wire`` (a coroutine for aiobotocore's async parser)."""
@@ -157,23 +276,92 @@ class _Hook:
     def before_call(
         self, model: Any, params: dict[str, Any], request_signer: Any, context: Any, **_: Any
     ) -> Any:
-        fake = self._fake()
+        fake, real_sleep = self._route()
         if fake is None or context.get("is_presign_request"):
             return None
+        emitter = request_signer._event_emitter
+        account = fake.account_for(_access_key(request_signer._credentials))
+        region = request_signer._region_name
+        if self._async:
+            return self._attempts_async(fake, real_sleep, model, params, emitter, account, region)
+        attempts, delay = 1, 0.0
+        while True:
+            _note_attempt(context, attempts)
+            http, parsed = self._answer(fake, model, params, account, region, attempts, delay)
+            kwargs = _needs_retry_kwargs(
+                self._endpoint, model, attempts, params, (http, parsed), None
+            )
+            found = _delay(emitter.emit(kwargs.pop("event_name"), **kwargs))
+            if found is None:
+                break
+            delay = found
+            if real_sleep:
+                time.sleep(delay)
+            attempts += 1
+        parsed["ResponseMetadata"]["RetryAttempts"] = attempts - 1
+        return http, parsed
+
+    async def _attempts_async(
+        self,
+        fake: SecureTunnelFake,
+        real_sleep: bool,
+        model: Any,
+        params: dict[str, Any],
+        emitter: Any,
+        account: str,
+        region: str,
+    ) -> tuple[AWSResponse, Any]:
+        attempts, delay = 1, 0.0
+        while True:
+            _note_attempt(params["context"], attempts)
+            http, pending = self._answer(fake, model, params, account, region, attempts, delay)
+            parsed = await pending if inspect.isawaitable(pending) else pending
+            kwargs = _needs_retry_kwargs(
+                self._endpoint, model, attempts, params, (http, parsed), None
+            )
+            found = _delay(await emitter.emit(kwargs.pop("event_name"), **kwargs))
+            if found is None:
+                break
+            delay = found
+            if real_sleep:
+                await asyncio.sleep(delay)
+            attempts += 1
+        parsed["ResponseMetadata"]["RetryAttempts"] = attempts - 1
+        return http, parsed
+
+    def _answer(
+        self,
+        fake: SecureTunnelFake,
+        model: Any,
+        params: dict[str, Any],
+        account: str,
+        region: str,
+        attempt: int,
+        delay: float,
+    ) -> tuple[AWSResponse, Any]:
+        """One attempt: the fake's answer and botocore's parse of it (awaitable if async)."""
         wire = fake.handle(
             model.name,
             params["body"],
-            account_id=fake.account_for(_access_key(request_signer._credentials)),
-            region=request_signer._region_name,
+            account_id=account,
+            region=region,
+            attempt=attempt,
+            retry_delay=delay,
         )
         http = AWSResponse(params["url"], wire.status, wire.headers, _RawResponse(wire.body))
-        parsed = self._parse(wire, model)
-        if inspect.isawaitable(parsed):
-            return _pair_async(http, parsed)
-        return http, parsed
+        return http, self._parse(wire, model)
+
+    def route_call(self, request_signer: Any, context: Any, **_: Any) -> None:
+        """HTTP mode's ``before-call``: mark the call as routed; lend credentials if none."""
+        if self._fake() is None:
+            return
+        context[_ROUTED] = True
+        if request_signer._credentials is None:
+            signing = context.setdefault("signing", {})
+            signing.setdefault("request_credentials", _placeholder_credentials(self._async))
 
     def before_send(self, request: Any, **_: Any) -> AWSResponse | None:
-        fake = self._fake()
+        fake, real_sleep = self._route()
         if fake is None:
             return None
         target = request.headers.get("X-Amz-Target", b"")
@@ -183,42 +371,134 @@ class _Hook:
         body = request.body or b""
         if not isinstance(body, bytes):
             body = body.read() if hasattr(body, "read") else str(body).encode()
-        wire = fake.handle(target, body, account_id=fake.account_for(access_key), region=region)
-        return AWSResponse(request.url, wire.status, wire.headers, _RawResponse(wire.body))
+        attempt = _sdk_attempt(request.headers)
+        delay = _PENDING_DELAY.get() if attempt > 1 else 0.0
+        _PENDING_DELAY.set(0.0)
+        wire = fake.handle(
+            target,
+            body,
+            account_id=fake.account_for(access_key),
+            region=region,
+            attempt=attempt,
+            retry_delay=delay,
+        )
+        response: AWSResponse
+        if self._async:
+            response = _aio_response_class()(request.url, wire.status, wire.headers, None)
+            response.raw = _AsyncRaw(wire.body)
+        else:
+            response = AWSResponse(request.url, wire.status, wire.headers, _RawResponse(wire.body))
+        response._securetunnel_real_sleep = real_sleep
+        if not real_sleep:
+            _NO_WAIT.add(request)
+        return response
 
 
 def _register(emitter: Any, hook: _Hook, http: bool, unique_id: str) -> None:
     if http:
+        emitter.register_first(_EVENT_CALL, hook.route_call, unique_id=f"{unique_id}.route")
         emitter.register_last(_EVENT_SEND, hook.before_send, unique_id=unique_id)
     else:
         emitter.register_first(_EVENT_CALL, hook.before_call, unique_id=unique_id)
 
 
 def _unregister(emitter: Any, http: bool, unique_id: str) -> None:
-    emitter.unregister(_EVENT_SEND if http else _EVENT_CALL, unique_id=unique_id)
+    if http:
+        emitter.unregister(_EVENT_CALL, unique_id=f"{unique_id}.route")
+        emitter.unregister(_EVENT_SEND, unique_id=unique_id)
+    else:
+        emitter.unregister(_EVENT_CALL, unique_id=unique_id)
+
+
+class RealCallBlocked(RuntimeError):
+    """An ``iotsecuretunneling`` request was bound for AWS while no fake answered it."""
+
+
+@functools.lru_cache(maxsize=1)
+def _aws_dns_suffixes() -> tuple[str, ...]:
+    """The DNS suffixes of every AWS partition, from botocore's own partition data."""
+    from botocore.loaders import create_loader
+
+    suffixes: set[str] = set()
+    for partition in create_loader().load_data("partitions")["partitions"]:
+        outputs = partition.get("outputs", {})
+        for key in ("dnsSuffix", "dualStackDnsSuffix"):
+            if outputs.get(key):
+                suffixes.add(outputs[key])
+    return tuple(sorted(suffixes))
+
+
+def _is_aws_host(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    return any(host == s or host.endswith("." + s) for s in _aws_dns_suffixes())
+
+
+def _guard_before_call(model: Any, params: dict[str, Any], context: Any, **_: Any) -> None:
+    """``before-call`` handler run when nothing else answered: refuse calls bound for AWS."""
+    if context.get(_ROUTED) or context.get("is_presign_request") or not _router.blocking():
+        return
+    url = params.get("url", "")
+    if not _is_aws_host(urlsplit(url).hostname or ""):
+        return
+    raise RealCallBlocked(
+        f"pytest-securetunnel stopped an iotsecuretunneling {model.name} request to {url} "
+        "before it was signed or sent: no fake was active, so it would have reached AWS "
+        "with this machine's credentials. Route it to the fake: request the `securetunnel` "
+        "fixture before the fixture or code that makes the call (list it first in the "
+        "arguments), or wrap the code in mock_securetunneling(). To call AWS on purpose, "
+        "run pytest with --securetunnel-allow-aws or mark the test "
+        "@pytest.mark.securetunnel_allow_aws."
+    )
 
 
 class _Router:
-    """Process-wide routing: the stack of active fakes and the ``_make_api_call`` patch."""
+    """Process-wide routing: the stack of active fakes, the real-call guard and the patches."""
 
     def __init__(self) -> None:
-        self._stack: list[tuple[SecureTunnelFake, bool]] = []
-        self._lock = threading.Lock()
+        self._stack: list[tuple[SecureTunnelFake, bool, bool]] = []
+        self._lock = threading.RLock()
         self._hooked: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._originals: list[tuple[type, Callable[..., Any]]] = []
+        self._guarded: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._originals: list[tuple[type, str, Callable[..., Any]]] = []
         self._hooked_http = False
+        self._users = 0
+        # Guard policies, innermost last: True blocks calls bound for AWS.
+        self._policies: list[list[bool]] = []
 
     def active(self) -> SecureTunnelFake | None:
         stack = self._stack
         return stack[-1][0] if stack else None
 
-    def push(self, fake: SecureTunnelFake, http: bool) -> None:
+    def route(self) -> tuple[SecureTunnelFake | None, bool]:
+        """The active fake and whether its backoffs are really slept."""
+        stack = self._stack
+        return (stack[-1][0], stack[-1][2]) if stack else (None, False)
+
+    def blocking(self) -> bool:
+        """Whether the innermost guard policy refuses calls bound for AWS."""
+        policies = self._policies
+        return bool(policies) and policies[-1][0]
+
+    def acquire(self) -> None:
+        """Count one user of the patches; the first installs them."""
         with self._lock:
-            if not self._stack:
+            if self._users == 0:
                 self._patch()
-            elif self._stack[-1][1] != http:
+            self._users += 1
+
+    def release(self) -> None:
+        """Uncount one user; the last removes the patches and every hook."""
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                self._unpatch()
+
+    def push(self, fake: SecureTunnelFake, http: bool, real_sleep: bool = False) -> None:
+        with self._lock:
+            self.acquire()
+            if self._stack and self._stack[-1][1] != http:
                 self._unhook_all()
-            self._stack.append((fake, http))
+            self._stack.append((fake, http, real_sleep))
             self._hooked_http = http
 
     def pop(self, fake: SecureTunnelFake) -> None:
@@ -227,21 +507,45 @@ class _Router:
                 raise RuntimeError(
                     "mock_securetunneling() blocks must be left in the reverse order of entry"
                 )
-            _, http = self._stack.pop()
+            _, http, _ = self._stack.pop()
             if not self._stack:
-                self._unpatch()
+                self._unhook_all()
             elif self._stack[-1][1] != http:
                 self._unhook_all()
                 self._hooked_http = self._stack[-1][1]
+            self.release()
+
+    def push_policy(self, block: bool) -> list[bool]:
+        with self._lock:
+            self.acquire()
+            policy = [block]
+            self._policies.append(policy)
+            return policy
+
+    def pop_policy(self, policy: list[bool]) -> None:
+        with self._lock:
+            # Identity, not equality: policies of equal value are distinct entries.
+            for index in range(len(self._policies) - 1, -1, -1):
+                if self._policies[index] is policy:
+                    del self._policies[index]
+                    self.release()
+                    return
 
     def ensure_hooked(self, client: Any) -> None:
         emitter = client.meta.events
+        if self._policies and emitter not in self._guarded:
+            with self._lock:
+                if self._policies:
+                    # Least specific and last: it runs only when no hook, Stubber or
+                    # other handler answered the call.
+                    emitter.register_last("before-call", _guard_before_call, unique_id=_GUARD_ID)
+                    self._guarded.add(emitter)
         if emitter in self._hooked or not self._stack:
             return
         with self._lock:
             if not self._stack:
                 return
-            hook = _Hook(client._endpoint._response_parser_factory, None)
+            hook = _Hook(client._endpoint._response_parser_factory, None, endpoint=client._endpoint)
             _register(emitter, hook, self._stack[-1][1], _HOOK_ID)
             self._hooked.add(emitter)
 
@@ -251,21 +555,38 @@ class _Router:
         self._hooked = weakref.WeakSet()
 
     def _patch(self) -> None:
-        classes: list[type] = [BaseClient]
+        targets: list[tuple[type, str, Callable[[Any], Any]]] = [
+            (BaseClient, "_make_api_call", _wrap),
+            (Endpoint, "_needs_retry", _wrap_needs_retry),
+            (ClientRateLimiter, "on_sending_request", _wrap_rate_limiter),
+        ]
         if "aiobotocore.client" in sys.modules or _aiobotocore_installed():
             import aiobotocore.client
+            import aiobotocore.endpoint
+            import aiobotocore.retries.adaptive
 
-            classes.append(aiobotocore.client.AioBaseClient)
-        for cls in classes:
-            original = cls.__dict__["_make_api_call"]
-            self._originals.append((cls, original))
-            cls._make_api_call = _wrap(original)  # type: ignore[attr-defined]
+            targets += [
+                (aiobotocore.client.AioBaseClient, "_make_api_call", _wrap),
+                (aiobotocore.endpoint.AioEndpoint, "_needs_retry", _wrap_needs_retry),
+                (
+                    aiobotocore.retries.adaptive.AsyncClientRateLimiter,
+                    "on_sending_request",
+                    _wrap_rate_limiter,
+                ),
+            ]
+        for cls, name, wrap in targets:
+            original = cls.__dict__[name]
+            self._originals.append((cls, name, original))
+            setattr(cls, name, wrap(original))
 
     def _unpatch(self) -> None:
-        for cls, original in self._originals:
-            cls._make_api_call = original  # type: ignore[attr-defined]
+        for cls, name, original in reversed(self._originals):
+            setattr(cls, name, original)
         self._originals.clear()
         self._unhook_all()
+        for emitter in list(self._guarded):
+            emitter.unregister("before-call", unique_id=_GUARD_ID)
+        self._guarded = weakref.WeakSet()
 
 
 @functools.lru_cache(maxsize=1)
@@ -295,6 +616,96 @@ def _wrap(original: Callable[..., Any]) -> Callable[..., Any]:
     return make_api_call
 
 
+def _wrap_needs_retry(original: Callable[..., Any]) -> Callable[..., Any]:
+    """The endpoint's retry step, recording instead of sleeping for answers from a fake.
+
+    It emits ``needs-retry`` exactly as botocore's endpoint does; only the sleep differs.
+    """
+    if inspect.iscoroutinefunction(original):
+
+        @functools.wraps(original)
+        async def needs_retry_async(
+            self: Any,
+            attempts: int,
+            operation_model: Any,
+            request_dict: Any,
+            response: Any = None,
+            caught_exception: Any = None,
+        ) -> Any:
+            real_sleep = getattr(response and response[0], "_securetunnel_real_sleep", None)
+            if real_sleep is None:
+                return await original(
+                    self, attempts, operation_model, request_dict, response, caught_exception
+                )
+            kwargs = _needs_retry_kwargs(
+                self, operation_model, attempts, request_dict, response, caught_exception
+            )
+            delay = _delay(await self._event_emitter.emit(kwargs.pop("event_name"), **kwargs))
+            if delay is None:
+                return False
+            _PENDING_DELAY.set(delay)
+            if real_sleep:
+                await self._sleep(delay)
+            return True
+
+        return needs_retry_async
+
+    @functools.wraps(original)
+    def needs_retry(
+        self: Any,
+        attempts: int,
+        operation_model: Any,
+        request_dict: Any,
+        response: Any = None,
+        caught_exception: Any = None,
+    ) -> Any:
+        real_sleep = getattr(response and response[0], "_securetunnel_real_sleep", None)
+        if real_sleep is None:
+            return original(
+                self, attempts, operation_model, request_dict, response, caught_exception
+            )
+        kwargs = _needs_retry_kwargs(
+            self, operation_model, attempts, request_dict, response, caught_exception
+        )
+        delay = _delay(self._event_emitter.emit(kwargs.pop("event_name"), **kwargs))
+        if delay is None:
+            return False
+        _PENDING_DELAY.set(delay)
+        if real_sleep:
+            time.sleep(delay)
+        return True
+
+    return needs_retry
+
+
+def _wrap_rate_limiter(original: Callable[..., Any]) -> Callable[..., Any]:
+    """The adaptive limiter's send step: it takes a token if one is free but never waits
+    for a request a fake answers without real sleeps."""
+    if inspect.iscoroutinefunction(original):
+
+        @functools.wraps(original)
+        async def on_sending_request_async(self: Any, request: Any, **kwargs: Any) -> Any:
+            if request not in _NO_WAIT:
+                return await original(self, request, **kwargs)
+            if self._enabled:
+                with contextlib.suppress(CapacityNotAvailableError):
+                    await self._token_bucket.acquire(block=False)
+            return None
+
+        return on_sending_request_async
+
+    @functools.wraps(original)
+    def on_sending_request(self: Any, request: Any, **kwargs: Any) -> Any:
+        if request not in _NO_WAIT:
+            return original(self, request, **kwargs)
+        if self._enabled:
+            with contextlib.suppress(CapacityNotAvailableError):
+                self._token_bucket.acquire(block=False)
+        return None
+
+    return on_sending_request
+
+
 _router = _Router()
 
 
@@ -306,16 +717,24 @@ class MockSecureTunneling:
     a class. Other services are untouched. Nothing reaches AWS while it is active.
     """
 
-    def __init__(self, fake: SecureTunnelFake | None = None, *, http: bool = False, **options: Any):
+    def __init__(
+        self,
+        fake: SecureTunnelFake | None = None,
+        *,
+        http: bool = False,
+        real_sleep: bool = False,
+        **options: Any,
+    ):
         self._given = fake
         self._options = options
         self.http = http
+        self.real_sleep = real_sleep
         self.fake: SecureTunnelFake | None = None
 
     def start(self) -> SecureTunnelFake:
         """Activate and return the fake (a fresh one unless one was given)."""
         fake = self._given if self._given is not None else SecureTunnelFake(**self._options)
-        _router.push(fake, self.http)
+        _router.push(fake, self.http, self.real_sleep)
         self.fake = fake
         return fake
 
@@ -372,19 +791,40 @@ class MockSecureTunneling:
         return cast(F, wrapper)
 
     def _copy(self) -> MockSecureTunneling:
-        return MockSecureTunneling(self._given, http=self.http, **self._options)
+        return MockSecureTunneling(
+            self._given, http=self.http, real_sleep=self.real_sleep, **self._options
+        )
 
 
 def mock_securetunneling(
-    fake: SecureTunnelFake | None = None, *, http: bool = False, **options: Any
+    fake: SecureTunnelFake | None = None,
+    *,
+    http: bool = False,
+    real_sleep: bool = False,
+    **options: Any,
 ) -> MockSecureTunneling:
     """Route every ``iotsecuretunneling`` client in the process to a fake.
 
     ``options`` go to :class:`SecureTunnelFake` (``seed``, ``clock``, ``quotas``,
     ``default_account_id``, ``default_region``). ``http=True`` hooks at
-    ``before-send`` so signing and retries run too (slower).
+    ``before-send`` so signing and the whole HTTP path run too (slower). Either way a
+    throttled call is retried as the client's retry configuration says; the backoffs
+    are recorded on ``fake.calls`` and slept only with ``real_sleep=True``.
     """
-    return MockSecureTunneling(fake, http=http, **options)
+    return MockSecureTunneling(fake, http=http, real_sleep=real_sleep, **options)
+
+
+def guard_real_calls(block: bool = True) -> Callable[[], None]:
+    """Refuse (or, with ``block=False``, allow) ``iotsecuretunneling`` calls bound for AWS.
+
+    While the guard blocks, a call that no fake answers and whose URL is an AWS
+    endpoint (any host under an AWS partition's DNS suffix, as in botocore's data)
+    raises :class:`RealCallBlocked` before it is signed or sent; calls to other
+    endpoints (``endpoint_url="http://127.0.0.1:..."``) pass. Uses nest: the innermost
+    decides. Returns the function that ends this use. The pytest plugin turns it on.
+    """
+    policy = _router.push_policy(block)
+    return functools.partial(_router.pop_policy, policy)
 
 
 class Attachment:
@@ -392,17 +832,29 @@ class Attachment:
 
     _ids = iter(range(1, sys.maxsize))
 
-    def __init__(self, target: Any, fake: SecureTunnelFake, http: bool) -> None:
+    def __init__(
+        self, target: Any, fake: SecureTunnelFake, http: bool, real_sleep: bool = False
+    ) -> None:
         self.fake = fake
         self._unique_id = f"{_HOOK_ID}.scoped.{next(self._ids)}"
         emitter, factory = _emitter_and_parsers(target)
         self._emitter = emitter
         self._http = http
-        _register(emitter, _Hook(factory, fake), http, self._unique_id)
+        self._attached = True
+        endpoint = target._endpoint if isinstance(target, BaseClient) else None
+        hook = _Hook(factory, fake, real_sleep, endpoint)
+        if http:
+            _router.acquire()  # the endpoint's retry step records instead of sleeping
+        _register(emitter, hook, http, self._unique_id)
 
     def detach(self) -> None:
         """Stop answering this target's calls from the fake."""
+        if not self._attached:
+            return
+        self._attached = False
         _unregister(self._emitter, self._http, self._unique_id)
+        if self._http:
+            _router.release()
 
     def __enter__(self) -> SecureTunnelFake:
         return self.fake
@@ -431,10 +883,16 @@ def _emitter_and_parsers(target: Any) -> tuple[Any, Any]:
 
 
 def attach(
-    target: Any, fake: SecureTunnelFake | None = None, *, http: bool = False, **options: Any
+    target: Any,
+    fake: SecureTunnelFake | None = None,
+    *,
+    http: bool = False,
+    real_sleep: bool = False,
+    **options: Any,
 ) -> Attachment:
     """Answer the calls of one client, or of clients later made from one session, from a fake.
 
-    No global state is touched. Use it as a context manager or call ``detach()``.
+    Other clients are untouched. Use it as a context manager or call ``detach()``.
     """
-    return Attachment(target, fake if fake is not None else SecureTunnelFake(**options), http)
+    made = fake if fake is not None else SecureTunnelFake(**options)
+    return Attachment(target, made, http, real_sleep)

@@ -15,7 +15,7 @@ from pytest_securetunnel.contract.plugin import (
     securetunnel_contract_client,
     securetunnel_data_endpoint,
 )
-from pytest_securetunnel.mock import mock_securetunneling
+from pytest_securetunnel.mock import guard_real_calls, mock_securetunneling
 from pytest_securetunnel.report import format_calls
 from pytest_securetunnel.server import securetunnel_server as _securetunnel_server
 from pytest_securetunnel.service import Clock, Quotas, SecureTunnelFake
@@ -40,6 +40,7 @@ __all__ = [
 
 _FAKE_KEY = pytest.StashKey[SecureTunnelFake]()
 _LOCALPROXIES_KEY = pytest.StashKey[list["ReferenceLocalProxy"]]()
+_GUARD_KEY = pytest.StashKey[Callable[[], None]]()
 
 securetunnel_server = pytest.fixture(_securetunnel_server)
 
@@ -64,13 +65,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Publish notifications into this MQTT broker (mqtt://host:port) instead of "
         "starting the embedded one (securetunnel_mqtt fixture).",
     )
+    group.addoption(
+        "--securetunnel-allow-aws",
+        action="store_true",
+        default=False,
+        help="Let iotsecuretunneling calls that no fake answers reach AWS (by default "
+        "they fail before they are sent).",
+    )
     _contract.pytest_addoption(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "securetunnel(seed=None, http=False, account_id=..., region=..., **quotas): "
+        "securetunnel(seed=None, http=False, real_sleep=False, account_id=..., region=..., "
+        "**quotas): "
         "configure the securetunnel fixture for this test.",
     )
     config.addinivalue_line(
@@ -83,21 +92,48 @@ def pytest_configure(config: pytest.Config) -> None:
         "securetunnel_mqtt(**options): NotifyBroker options for the securetunnel_mqtt fixture "
         "(authorization=False, url=..., tls=False, ...).",
     )
+    config.addinivalue_line(
+        "markers",
+        "securetunnel_allow_aws: let this test's iotsecuretunneling calls that no fake "
+        "answers reach AWS.",
+    )
     _contract.pytest_configure(config)
+    allow = config.getoption("securetunnel_allow_aws", False) or _contract.is_live(config)
+    config.stash[_GUARD_KEY] = guard_real_calls(block=not allow)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    undo = config.stash.get(_GUARD_KEY, None)
+    if undo is not None:
+        del config.stash[_GUARD_KEY]
+        undo()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None]:
+    if item.get_closest_marker("securetunnel_allow_aws") is None:
+        return (yield)
+    undo = guard_real_calls(block=False)
+    try:
+        return (yield)
+    finally:
+        undo()
 
 
 @pytest.fixture
 def securetunnel(request: pytest.FixtureRequest) -> Iterator[SecureTunnelFake]:
     """A fresh :class:`SecureTunnelFake` that every ``iotsecuretunneling`` client answers to.
 
-    Configure it with ``@pytest.mark.securetunnel(seed=..., http=..., account_id=...,
-    region=..., open_tunnels=..., services_per_tunnel=..., tags_per_tunnel=...)``.
+    Configure it with ``@pytest.mark.securetunnel(seed=..., http=..., real_sleep=...,
+    account_id=..., region=..., open_tunnels=..., services_per_tunnel=...,
+    tags_per_tunnel=...)``.
     """
     marker = request.node.get_closest_marker("securetunnel")
     options: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
     unknown = set(options) - {
         "seed",
         "http",
+        "real_sleep",
         "account_id",
         "region",
         "open_tunnels",
@@ -107,7 +143,8 @@ def securetunnel(request: pytest.FixtureRequest) -> Iterator[SecureTunnelFake]:
     if unknown:
         raise pytest.UsageError(
             f"@pytest.mark.securetunnel got unknown option(s) {sorted(unknown)}; allowed: "
-            "seed, http, account_id, region, open_tunnels, services_per_tunnel, tags_per_tunnel"
+            "seed, http, real_sleep, account_id, region, open_tunnels, services_per_tunnel, "
+            "tags_per_tunnel"
         )
     quotas = Quotas(
         **{
@@ -118,6 +155,7 @@ def securetunnel(request: pytest.FixtureRequest) -> Iterator[SecureTunnelFake]:
     )
     seed = options.pop("seed", request.config.getoption("securetunnel_seed"))
     http = bool(options.pop("http", request.config.getoption("securetunnel_http")))
+    real_sleep = bool(options.pop("real_sleep", False))
     fake = SecureTunnelFake(
         seed=seed,
         quotas=quotas,
@@ -125,7 +163,7 @@ def securetunnel(request: pytest.FixtureRequest) -> Iterator[SecureTunnelFake]:
         default_region=options.pop("region", "us-east-1"),
     )
     request.node.stash[_FAKE_KEY] = fake
-    with mock_securetunneling(fake, http=http):
+    with mock_securetunneling(fake, http=http, real_sleep=real_sleep):
         yield fake
 
 

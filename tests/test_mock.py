@@ -10,11 +10,13 @@ import boto3
 import botocore.session
 import pytest
 from botocore.client import BaseClient
+from botocore.endpoint import Endpoint
 from botocore.exceptions import ClientError
+from botocore.retries.adaptive import ClientRateLimiter
 from dateutil.tz import tzlocal
 
 from pytest_securetunnel import SecureTunnelFake, attach, mock_securetunneling
-from pytest_securetunnel.mock import _router
+from pytest_securetunnel.mock import _Router, _router
 
 KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
@@ -78,11 +80,13 @@ def test_nested_blocks_restore_the_outer_fake() -> None:
 
 
 def test_leaving_the_block_removes_every_hook() -> None:
+    # The plugin's real-call guard keeps the patch installed for the session; the
+    # block must leave it exactly as it found it.
     original = BaseClient.__dict__["_make_api_call"]
     client = make_client()
     with mock_securetunneling():
         client.open_tunnel()
-        assert BaseClient.__dict__["_make_api_call"] is not original
+        assert hasattr(BaseClient.__dict__["_make_api_call"], "__wrapped__")
     assert BaseClient.__dict__["_make_api_call"] is original
     assert _router.active() is None
     handlers = client.meta.events._emitter._lookup_cache.get(
@@ -226,6 +230,21 @@ def test_http_mode_runs_signing_and_retries() -> None:
     assert {c.region for c in fake.calls} == {"eu-west-1"}
 
 
+def test_the_last_user_removes_the_patches() -> None:
+    router = _Router()
+    patched = (BaseClient, Endpoint, ClientRateLimiter)
+    names = ("_make_api_call", "_needs_retry", "on_sending_request")
+    before = [cls.__dict__[name] for cls, name in zip(patched, names, strict=True)]
+    fake = SecureTunnelFake()
+    router.push(fake, http=True)
+    assert all(
+        cls.__dict__[name] is not was for cls, name, was in zip(patched, names, before, strict=True)
+    )
+    router.pop(fake)
+    assert [cls.__dict__[name] for cls, name in zip(patched, names, strict=True)] == before
+
+
+@pytest.mark.securetunnel_allow_aws
 def test_attach_to_one_client_leaves_others_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     attempts = block_network(monkeypatch)
     attached, other = make_client(), make_client()

@@ -17,6 +17,7 @@ from ._context import ContractContext
 from ._run import LIVE_ENV, MARKER, PLUGIN_NAME, ContractRun, Mode, Settings
 
 __all__ = [
+    "is_live",
     "pytest_addoption",
     "pytest_configure",
     "securetunnel_contract",
@@ -126,6 +127,12 @@ def pytest_configure(config: pytest.Config) -> None:
     run = ContractRun(config, _settings(config))
     config.stash[_RUN_KEY] = run
     config.pluginmanager.register(run, PLUGIN_NAME)
+
+
+def is_live(config: pytest.Config) -> bool:
+    """Whether this session runs contract tests against AWS (live mode)."""
+    run = config.stash.get(_RUN_KEY, None)
+    return run is not None and run.mode == "live"
 
 
 def _run(config: pytest.Config) -> ContractRun:

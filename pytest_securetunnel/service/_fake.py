@@ -81,6 +81,11 @@ class CallRecord:
     response: dict[str, Any] | None = None
     error_code: str | None = None
     error_message: str | None = None
+    #: Which attempt of the client's call this was: 1, then 2 for its first retry...
+    attempt: int = 1
+    #: Seconds the client's retry handler backed off before this attempt (0.0 for a
+    #: first attempt); recorded by the botocore hooks, which do not sleep it by default.
+    retry_delay: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -303,8 +308,14 @@ class SecureTunnelFake:
         *,
         account_id: str | None = None,
         region: str | None = None,
+        attempt: int = 1,
+        retry_delay: float = 0.0,
     ) -> WireResponse:
-        """Answer one AWS JSON 1.1 request: ``operation`` (or a full ``X-Amz-Target``)."""
+        """Answer one AWS JSON 1.1 request: ``operation`` (or a full ``X-Amz-Target``).
+
+        ``attempt`` and ``retry_delay`` say which attempt of a client's call this is and
+        how long its retry handler backed off before it; they go to :attr:`calls`.
+        """
         if "." in operation:
             prefix, _, operation = operation.partition(".")
             if prefix != _model.target_prefix():
@@ -330,6 +341,7 @@ class SecureTunnelFake:
                 account_id=account_id,
                 region=region,
                 _validated=key in self._valid_bodies,
+                _attempt=(attempt, retry_delay),
             )
         except ServiceError as exc:
             return self._error_response(exc)
@@ -357,12 +369,13 @@ class SecureTunnelFake:
         account_id: str | None = None,
         region: str | None = None,
         _validated: bool = False,
+        _attempt: tuple[int, float] = (1, 0.0),
     ) -> dict[str, Any]:
         """Run one operation on wire-form ``params``; raise :class:`ServiceError` on failure."""
         handler = _OPERATIONS.get(operation)
         account_id = account_id or self.default_account_id
         region = region or self.default_region
-        record = _Recorder(self, operation, params, account_id, region)
+        record = _Recorder(self, operation, params, account_id, region, _attempt)
         if handler is None:
             raise record.fail(
                 ServiceError("UnknownOperationException", f"Unknown operation {operation!r}")
@@ -561,9 +574,11 @@ class _Recorder:
         params: dict[str, Any],
         account: str,
         region: str,
+        attempt: tuple[int, float] = (1, 0.0),
     ) -> None:
         self.fake, self.operation, self.params = fake, operation, params
         self.account, self.region = account, region
+        self.attempt, self.retry_delay = attempt
 
     def fail(self, error: ServiceError) -> ServiceError:
         self.fake.calls.append(
@@ -575,13 +590,24 @@ class _Recorder:
                 error.status,
                 error_code=error.code,
                 error_message=error.message,
+                attempt=self.attempt,
+                retry_delay=self.retry_delay,
             )
         )
         return error
 
     def ok(self, result: dict[str, Any]) -> None:
         self.fake.calls.append(
-            CallRecord(self.operation, self.params, self.account, self.region, 200, response=result)
+            CallRecord(
+                self.operation,
+                self.params,
+                self.account,
+                self.region,
+                200,
+                response=result,
+                attempt=self.attempt,
+                retry_delay=self.retry_delay,
+            )
         )
 
 

@@ -269,7 +269,9 @@ def test_http_mode_retries_limit_exceeded_three_attempts_in_standard_mode(
     assert [(c.operation, c.error_code) for c in fake.calls] == [
         ("OpenTunnel", "LimitExceededException")
     ] * 3
-    assert len(no_sleep.delays) == 2
+    # The backoffs are recorded on the calls, not slept.
+    assert no_sleep.delays == []
+    assert [c.retry_delay > 0 for c in fake.calls] == [False, True, True]
     metadata = info.value.response["ResponseMetadata"]
     assert (
         metadata["HTTPStatusCode"],
@@ -282,10 +284,10 @@ def test_http_mode_retries_limit_exceeded_three_attempts_in_standard_mode(
     )
 
 
-def test_default_mode_never_retries_even_with_standard_retries(
+def test_default_mode_retries_as_the_client_config_says(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # mock.py: the before-call hook skips botocore's HTTP path, retries included
+    # mock.py: the before-call hook asks the client's own retry handler, as HTTP mode does
     no_sleep = _NoSleep()
     monkeypatch.setattr("botocore.endpoint.time", no_sleep)
     with mock_securetunneling(seed=1) as fake:
@@ -293,9 +295,9 @@ def test_default_mode_never_retries_even_with_standard_retries(
         client = make_client(config=Config(retries={"mode": "standard"}))
         with pytest.raises(client.exceptions.LimitExceededException) as info:
             client.open_tunnel()
-    assert len(fake.calls) == 1
+    assert [c.attempt for c in fake.calls] == [1, 2, 3]
     assert no_sleep.delays == []
-    assert info.value.response["ResponseMetadata"]["RetryAttempts"] == 0
+    assert info.value.response["ResponseMetadata"]["RetryAttempts"] == 2
 
 
 def test_http_mode_legacy_retries_do_not_retry_limit_exceeded(
