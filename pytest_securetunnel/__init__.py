@@ -20,6 +20,7 @@ from pytest_securetunnel.service import (
     Quotas,
     SecureTunnelFake,
     Tunnel,
+    UnknownRegionError,
 )
 from pytest_securetunnel.stubber import SecureTunnelStubber
 
@@ -73,6 +74,7 @@ __all__ = [
     "TunnelClosedError",
     "TunnelProxy",
     "TunnelProxyError",
+    "UnknownRegionError",
     "attach",
     "mock_securetunneling",
 ]

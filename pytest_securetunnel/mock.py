@@ -32,6 +32,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.client import BaseClient
 
 from pytest_securetunnel._sigv4 import sigv4_scope
+from pytest_securetunnel._unreachable import handle_at
 from pytest_securetunnel.service import SecureTunnelFake, WireResponse
 from pytest_securetunnel.service._model import SERVICE_NAME
 
@@ -159,7 +160,9 @@ class _Hook:
         fake = self._fake()
         if fake is None or context.get("is_presign_request"):
             return None
-        wire = fake.handle(
+        wire = handle_at(
+            params["url"],
+            fake,
             model.name,
             params["body"],
             account_id=fake.account_for(_access_key(request_signer._credentials)),
@@ -182,7 +185,9 @@ class _Hook:
         body = request.body or b""
         if not isinstance(body, bytes):
             body = body.read() if hasattr(body, "read") else str(body).encode()
-        wire = fake.handle(target, body, account_id=fake.account_for(access_key), region=region)
+        wire = handle_at(
+            request.url, fake, target, body, account_id=fake.account_for(access_key), region=region
+        )
         return AWSResponse(request.url, wire.status, wire.headers, _RawResponse(wire.body))
 
 
@@ -368,7 +373,7 @@ def mock_securetunneling(
     """Route every ``iotsecuretunneling`` client in the process to a fake.
 
     ``options`` go to :class:`SecureTunnelFake` (``seed``, ``clock``, ``quotas``,
-    ``default_account_id``, ``default_region``). ``http=True`` hooks at
+    ``default_account_id``, ``default_region``, ``extra_regions``). ``http=True`` hooks at
     ``before-send`` so signing and retries run too (slower).
     """
     return MockSecureTunneling(fake, http=http, **options)

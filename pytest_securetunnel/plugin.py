@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -51,13 +51,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="Route calls through botocore's whole HTTP path (signing, retries); slower.",
     )
+    group.addoption(
+        "--securetunnel-extra-region",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="Serve a region botocore's endpoint data does not list yet (repeat the option, "
+        "or separate names with commas).",
+    )
     _contract.pytest_addoption(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "securetunnel(seed=None, http=False, account_id=..., region=..., **quotas): "
+        "securetunnel(seed=None, http=False, account_id=..., region=..., extra_regions=[...], "
+        "**quotas): "
         "configure the securetunnel fixture for this test.",
     )
     config.addinivalue_line(
@@ -73,7 +82,9 @@ def securetunnel(request: pytest.FixtureRequest) -> Iterator[SecureTunnelFake]:
     """A fresh :class:`SecureTunnelFake` that every ``iotsecuretunneling`` client answers to.
 
     Configure it with ``@pytest.mark.securetunnel(seed=..., http=..., account_id=...,
-    region=..., open_tunnels=..., services_per_tunnel=..., tags_per_tunnel=...)``.
+    region=..., extra_regions=[...], open_tunnels=..., services_per_tunnel=...,
+    tags_per_tunnel=...)``. ``region`` must be one botocore knows for the service, or one
+    of ``extra_regions`` (or of ``--securetunnel-extra-region``).
     """
     marker = request.node.get_closest_marker("securetunnel")
     options: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
@@ -82,6 +93,7 @@ def securetunnel(request: pytest.FixtureRequest) -> Iterator[SecureTunnelFake]:
         "http",
         "account_id",
         "region",
+        "extra_regions",
         "open_tunnels",
         "services_per_tunnel",
         "tags_per_tunnel",
@@ -89,7 +101,8 @@ def securetunnel(request: pytest.FixtureRequest) -> Iterator[SecureTunnelFake]:
     if unknown:
         raise pytest.UsageError(
             f"@pytest.mark.securetunnel got unknown option(s) {sorted(unknown)}; allowed: "
-            "seed, http, account_id, region, open_tunnels, services_per_tunnel, tags_per_tunnel"
+            "seed, http, account_id, region, extra_regions, open_tunnels, services_per_tunnel, "
+            "tags_per_tunnel"
         )
     quotas = Quotas(
         **{
@@ -100,15 +113,27 @@ def securetunnel(request: pytest.FixtureRequest) -> Iterator[SecureTunnelFake]:
     )
     seed = options.pop("seed", request.config.getoption("securetunnel_seed"))
     http = bool(options.pop("http", request.config.getoption("securetunnel_http")))
-    fake = SecureTunnelFake(
-        seed=seed,
-        quotas=quotas,
-        default_account_id=options.pop("account_id", "123456789012"),
-        default_region=options.pop("region", "us-east-1"),
-    )
+    extra = _region_names(request.config.getoption("securetunnel_extra_region"))
+    extra += _region_names(options.pop("extra_regions", ()))
+    try:
+        fake = SecureTunnelFake(
+            seed=seed,
+            quotas=quotas,
+            default_account_id=options.pop("account_id", "123456789012"),
+            default_region=options.pop("region", "us-east-1"),
+            extra_regions=extra,
+        )
+    except ValueError as exc:  # UnknownRegionError, or an extra region that is no name
+        raise pytest.UsageError(f"securetunnel fixture: {exc}") from None
     request.node.stash[_FAKE_KEY] = fake
     with mock_securetunneling(fake, http=http):
         yield fake
+
+
+def _region_names(given: str | Iterable[str]) -> list[str]:
+    """Region names from a comma-separated string or a list of them."""
+    items = [given] if isinstance(given, str) else list(given)
+    return [name.strip() for item in items for name in str(item).split(",") if name.strip()]
 
 
 @pytest.fixture
