@@ -163,8 +163,11 @@ def securetunnel_clock(securetunnel: SecureTunnelFake) -> Clock:
 def securetunnel_proxy(securetunnel: SecureTunnelFake) -> Iterator[TunnelProxy]:
     """A running :class:`TunnelProxy` (``ws://`` and ``wss://`` on 127.0.0.1) for the fake.
 
-    It runs on its own event-loop thread and is stopped after the test; an error inside
-    the proxy fails the test at teardown.
+    As on AWS, data endpoints are regional: ``endpoint`` and ``tls_endpoint`` admit the
+    tokens of tunnels in the fake's default region; ``endpoint_for(region)`` and
+    ``tls_endpoint_for(region)`` give another region's endpoint. It runs on its own
+    event-loop thread and is stopped after the test; an error inside the proxy fails the
+    test at teardown.
     """
     from pytest_securetunnel.proxy import TunnelProxy
 

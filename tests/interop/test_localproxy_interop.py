@@ -388,11 +388,12 @@ def start_localproxy(proxy: TunnelProxy, tmp_path: Path) -> Iterator[StartLocalP
         name: str = "localproxy",
         ca: list[str] | None = None,
         env: dict[str, str] | None = None,
+        endpoint: str | None = None,
     ) -> LocalProxyProcess:
         workdir = tmp_path / f"{name}-{len(started)}"
         workdir.mkdir()
         trust = ["-c", proxy.ca_dir] if ca is None else ca
-        command = ["-e", proxy.host_port, *trust, "-v", "6", *args]
+        command = ["-e", endpoint or proxy.host_port, *trust, "-v", "6", *args]
         process = LocalProxyProcess(command, token, workdir, name, env)
         started.append(process)
         return process
@@ -924,3 +925,28 @@ def test_localproxy_pings_are_answered(
     assert source.process.poll() is None
     assert destination.process.poll() is None
     assert not [e for e in proxy.events if e.kind in {"violation", "error", "disconnected"}]
+
+
+# -- regional data endpoints -------------------------------------------------------------------
+
+
+def test_regional_endpoint_admits_its_regions_tokens_only(
+    fake: SecureTunnelFake, proxy: TunnelProxy, start_localproxy: StartLocalProxy
+) -> None:
+    west = fake.call("OpenTunnel", {"destinationConfig": {"services": ["SSH"]}}, region="eu-west-1")
+    wrong = start_localproxy(west["sourceAccessToken"], "-s", f"SSH={free_port()}", name="wrong")
+    assert wrong.wait_exit() == 0
+    _, rejected = wrong.wait_for(REJECTED)
+    assert rejected.group(1, 2, 3) == (
+        "400",
+        "Bad Request",
+        "Invalid access token: The access token is not valid.",
+    )
+    endpoint = proxy.host_port_for("eu-west-1")
+    assert endpoint != proxy.host_port
+    source = start_localproxy(
+        west["sourceAccessToken"], "-s", f"SSH={free_port()}", name="right", endpoint=endpoint
+    )
+    source.wait_for(f"{ESTABLISHED}{endpoint}")
+    source.wait_for(SERVICE_IDS_SEEN)
+    assert fake.tunnel(west["tunnelId"]).source.status == "CONNECTED"
