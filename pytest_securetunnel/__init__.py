@@ -28,6 +28,7 @@ from pytest_securetunnel.service import (
     SecureTunnelFake,
     SubscriberError,
     Tunnel,
+    UnknownRegionError,
 )
 from pytest_securetunnel.stubber import SecureTunnelStubber
 
@@ -86,6 +87,7 @@ __all__ = [
     "TunnelClosedError",
     "TunnelProxy",
     "TunnelProxyError",
+    "UnknownRegionError",
     "attach",
     "guard_real_calls",
     "mock_securetunneling",

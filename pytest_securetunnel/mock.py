@@ -53,6 +53,7 @@ from botocore.retries.adaptive import ClientRateLimiter
 
 from pytest_securetunnel._sigv4 import sigv4_scope
 from pytest_securetunnel._stopping import note_stop_failure
+from pytest_securetunnel._unreachable import handle_at
 from pytest_securetunnel.service import SecureTunnelFake, WireResponse
 from pytest_securetunnel.service._model import SERVICE_NAME
 
@@ -340,7 +341,9 @@ class _Hook:
         delay: float,
     ) -> tuple[AWSResponse, Any]:
         """One attempt: the fake's answer and botocore's parse of it (awaitable if async)."""
-        wire = fake.handle(
+        wire = handle_at(
+            params["url"],
+            fake,
             model.name,
             params["body"],
             account_id=account,
@@ -374,7 +377,9 @@ class _Hook:
         attempt = _sdk_attempt(request.headers)
         delay = _PENDING_DELAY.get() if attempt > 1 else 0.0
         _PENDING_DELAY.set(0.0)
-        wire = fake.handle(
+        wire = handle_at(
+            request.url,
+            fake,
             target,
             body,
             account_id=fake.account_for(access_key),
@@ -806,7 +811,7 @@ def mock_securetunneling(
     """Route every ``iotsecuretunneling`` client in the process to a fake.
 
     ``options`` go to :class:`SecureTunnelFake` (``seed``, ``clock``, ``quotas``,
-    ``default_account_id``, ``default_region``). ``http=True`` hooks at
+    ``default_account_id``, ``default_region``, ``extra_regions``). ``http=True`` hooks at
     ``before-send`` so signing and the whole HTTP path run too (slower). Either way a
     throttled call is retried as the client's retry configuration says; the backoffs
     are recorded on ``fake.calls`` and slept only with ``real_sleep=True``.

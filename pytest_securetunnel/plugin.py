@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -72,6 +72,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Let iotsecuretunneling calls that no fake answers reach AWS (by default "
         "they fail before they are sent).",
     )
+    group.addoption(
+        "--securetunnel-extra-region",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="Serve a region botocore's endpoint data does not list yet (repeat the option, "
+        "or separate names with commas).",
+    )
     _contract.pytest_addoption(parser)
 
 
@@ -79,6 +87,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "securetunnel(seed=None, http=False, real_sleep=False, account_id=..., region=..., "
+        "extra_regions=[...], "
         "**quotas): "
         "configure the securetunnel fixture for this test.",
     )
@@ -125,8 +134,9 @@ def securetunnel(request: pytest.FixtureRequest) -> Iterator[SecureTunnelFake]:
     """A fresh :class:`SecureTunnelFake` that every ``iotsecuretunneling`` client answers to.
 
     Configure it with ``@pytest.mark.securetunnel(seed=..., http=..., real_sleep=...,
-    account_id=..., region=..., open_tunnels=..., services_per_tunnel=...,
-    tags_per_tunnel=...)``.
+    account_id=..., region=..., extra_regions=[...], open_tunnels=...,
+    services_per_tunnel=..., tags_per_tunnel=...)``. ``region`` must be one botocore knows
+    for the service, or one of ``extra_regions`` (or of ``--securetunnel-extra-region``).
     """
     marker = request.node.get_closest_marker("securetunnel")
     options: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
@@ -136,6 +146,7 @@ def securetunnel(request: pytest.FixtureRequest) -> Iterator[SecureTunnelFake]:
         "real_sleep",
         "account_id",
         "region",
+        "extra_regions",
         "open_tunnels",
         "services_per_tunnel",
         "tags_per_tunnel",
@@ -143,7 +154,8 @@ def securetunnel(request: pytest.FixtureRequest) -> Iterator[SecureTunnelFake]:
     if unknown:
         raise pytest.UsageError(
             f"@pytest.mark.securetunnel got unknown option(s) {sorted(unknown)}; allowed: "
-            "seed, http, real_sleep, account_id, region, open_tunnels, services_per_tunnel, "
+            "seed, http, real_sleep, account_id, region, extra_regions, open_tunnels, "
+            "services_per_tunnel, "
             "tags_per_tunnel"
         )
     quotas = Quotas(
@@ -156,12 +168,18 @@ def securetunnel(request: pytest.FixtureRequest) -> Iterator[SecureTunnelFake]:
     seed = options.pop("seed", request.config.getoption("securetunnel_seed"))
     http = bool(options.pop("http", request.config.getoption("securetunnel_http")))
     real_sleep = bool(options.pop("real_sleep", False))
-    fake = SecureTunnelFake(
-        seed=seed,
-        quotas=quotas,
-        default_account_id=options.pop("account_id", "123456789012"),
-        default_region=options.pop("region", "us-east-1"),
-    )
+    extra = _region_names(request.config.getoption("securetunnel_extra_region"))
+    extra += _region_names(options.pop("extra_regions", ()))
+    try:
+        fake = SecureTunnelFake(
+            seed=seed,
+            quotas=quotas,
+            default_account_id=options.pop("account_id", "123456789012"),
+            default_region=options.pop("region", "us-east-1"),
+            extra_regions=extra,
+        )
+    except ValueError as exc:  # UnknownRegionError, or an extra region that is no name
+        raise pytest.UsageError(f"securetunnel fixture: {exc}") from None
     request.node.stash[_FAKE_KEY] = fake
     with mock_securetunneling(fake, http=http, real_sleep=real_sleep):
         yield fake
@@ -176,6 +194,12 @@ def _import_for(fixture: str, module: str, extra: str, needs: str) -> Any:
             f"the {fixture} fixture needs {needs}: "
             f"pip install 'pytest-securetunnel[{extra}]' ({exc})"
         ) from exc
+
+
+def _region_names(given: str | Iterable[str]) -> list[str]:
+    """Region names from a comma-separated string or a list of them."""
+    items = [given] if isinstance(given, str) else list(given)
+    return [name.strip() for item in items for name in str(item).split(",") if name.strip()]
 
 
 @pytest.fixture
@@ -205,8 +229,11 @@ def securetunnel_clock(securetunnel: SecureTunnelFake) -> Clock:
 def securetunnel_proxy(securetunnel: SecureTunnelFake) -> Iterator[TunnelProxy]:
     """A running :class:`TunnelProxy` (``ws://`` and ``wss://`` on 127.0.0.1) for the fake.
 
-    It runs on its own event-loop thread and is stopped after the test; an error inside
-    the proxy fails the test at teardown.
+    As on AWS, data endpoints are regional: ``endpoint`` and ``tls_endpoint`` admit the
+    tokens of tunnels in the fake's default region; ``endpoint_for(region)`` and
+    ``tls_endpoint_for(region)`` give another region's endpoint. It runs on its own
+    event-loop thread and is stopped after the test; an error inside the proxy fails the
+    test at teardown.
     """
     proxy_module = _import_for(
         "securetunnel_proxy",

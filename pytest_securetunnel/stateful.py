@@ -580,6 +580,11 @@ def make_machine(
         namespace["quotas"] = quotas
     if region is not None:
         namespace["region"] = region
+        if fake_factory is None and base.make_fake is TunnelLifecycle.make_fake:
+            # The proxy's default endpoint serves the fake's default region: the client's.
+            namespace["make_fake"] = lambda self: SecureTunnelFake(
+                seed=0, quotas=Quotas(**vars(self.quotas)), default_region=region
+            )
     if data_plane is not None:
         namespace["data_plane"] = data_plane
     return type(base.__name__, (base,), namespace)

@@ -175,3 +175,95 @@ def test_a_fixture_without_its_extra_says_what_to_install(
     result.assert_outcomes(errors=1)
     assert f"ImportError: the {fixture} fixture needs" in result.stdout.str()
     assert f"pip install 'pytest-securetunnel[{extra}]'" in result.stdout.str()
+
+
+def test_marker_region_without_endpoint_is_a_usage_error_naming_the_known_ones(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.securetunnel(region="mars-1")
+        def test_mars(securetunnel):
+            pass
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*UsageError: securetunnel fixture: region 'mars-1' has no AWS IoT Secure "
+            "Tunneling endpoint in the endpoint data of botocore *Known regions: ap-east-1, "
+            "*, us-east-1, *--securetunnel-extra-region NAME*"
+        ]
+    )
+
+
+def test_unknown_region_client_fails_as_a_real_client_would(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import boto3
+        import pytest
+        from botocore.exceptions import EndpointConnectionError
+
+        def test_mars(securetunnel):
+            client = boto3.client(
+                "iotsecuretunneling", region_name="mars-1",
+                aws_access_key_id="testing", aws_secret_access_key="testing",
+            )
+            with pytest.raises(EndpointConnectionError, match="region 'mars-1' has no"):
+                client.open_tunnel()
+            assert securetunnel.calls == [] and list(securetunnel) == []
+        """
+    )
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_extra_regions_from_the_option_and_the_marker(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import boto3
+        import pytest
+        from botocore.exceptions import EndpointConnectionError
+
+        def client(region):
+            return boto3.client(
+                "iotsecuretunneling", region_name=region,
+                aws_access_key_id="testing", aws_secret_access_key="testing",
+            )
+
+        def test_option(securetunnel):
+            assert securetunnel.extra_regions == ("mars-1", "venus-2", "ceres-3")
+            for region in ("mars-1", "venus-2", "ceres-3"):
+                assert f":iot:{region}:" in client(region).open_tunnel()["tunnelArn"]
+            with pytest.raises(EndpointConnectionError):
+                client("pluto-9").open_tunnel()
+
+        @pytest.mark.securetunnel(region="pluto-9", extra_regions=["pluto-9"])
+        def test_marker(securetunnel, securetunnel_client):
+            arn = securetunnel_client.open_tunnel()["tunnelArn"]
+            assert arn.startswith("arn:aws:iot:pluto-9:123456789012:tunnel/")
+            assert securetunnel.extra_regions == ("mars-1", "venus-2", "ceres-3", "pluto-9")
+        """
+    )
+    result = pytester.runpytest(
+        "-p",
+        "no:cacheprovider",
+        "--strict-markers",
+        "--securetunnel-extra-region",
+        "mars-1",
+        "--securetunnel-extra-region=venus-2,ceres-3",
+    )
+    result.assert_outcomes(passed=2)
+
+
+def test_extra_region_option_that_is_no_region_name_is_a_usage_error(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile("def test_it(securetunnel):\n    pass\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--securetunnel-extra-region=mars 1")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*UsageError: securetunnel fixture: extra region 'mars 1' is not a valid region name*"]
+    )

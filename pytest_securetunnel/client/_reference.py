@@ -23,7 +23,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Final, Literal, overload
-from urllib.parse import urlsplit
 
 from ._errors import TunnelClientError
 
@@ -246,14 +245,10 @@ class ReferenceLocalProxy:
 
         With ``region`` it runs as an agent does with a notification's region
         (``-r REGION``), the region mapped to that region's endpoint of the proxy
-        (``tls_endpoint_for`` where the proxy has one, else its endpoint). Other keyword
+        (``host_port_for(region)``). Other keyword
         arguments are those of the constructor (``ca_dir=None`` passes no ``-c``).
         """
-        endpoint = proxy.host_port
-        per_region = getattr(proxy, "tls_endpoint_for", None)
-        if region is not None and per_region is not None:
-            parts = urlsplit(str(per_region(region)))
-            endpoint = f"{parts.hostname}:{parts.port}"
+        endpoint = proxy.host_port if region is None else proxy.host_port_for(region)
         options.setdefault("ca_dir", proxy.ca_dir)
         return cls(
             access_token,

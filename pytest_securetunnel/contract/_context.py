@@ -188,7 +188,7 @@ class ContractContext:
 
                 assert self.fake is not None
                 self._data_plane = start_data_plane(self.fake, tls=False)
-            return self._data_plane.endpoint
+            return str(self._data_plane.proxy.endpoint_for(self.region))
         return self._run.data_endpoint()
 
     def connect(

@@ -352,7 +352,7 @@ class ContractRun:
             plan[0] if plan is not None else 1,
         )
         if fake is not None and "securetunnel_proxy" in request.fixturenames:
-            ctx.proxy_endpoint = request.getfixturevalue("securetunnel_proxy").endpoint
+            ctx.proxy_endpoint = request.getfixturevalue("securetunnel_proxy").endpoint_for(region)
         self.current = ctx
         self._ran_tests = True
         return ctx

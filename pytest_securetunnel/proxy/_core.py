@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import socket
 import ssl
+import threading
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Final, cast
 
@@ -92,6 +93,13 @@ class ProxyCore:
         self.record_error = on_error
         self.loop: asyncio.AbstractEventLoop | None = None
         self._servers: list[Server] = []
+        #: Local port -> the region whose data endpoint it is (one pair of ports a region).
+        self.port_regions: dict[int, str] = {}
+        self._serve_options: dict[str, Any] = {}
+        self._tls: ssl.SSLContext | None = None
+        # Sockets bound for a region whose server has not started yet (closed at shutdown).
+        self._unserved: list[socket.socket] = []
+        self._regions_lock = threading.Lock()
         self._channel_ids = ChannelIds()
         self._tick_handle: asyncio.TimerHandle | None = None
         self._remove_listener: Callable[[], None] | None = None
@@ -102,9 +110,10 @@ class ProxyCore:
     # -- lifecycle -------------------------------------------------------------------
 
     async def listen(
-        self, tls: ssl.SSLContext | None, *, deflate: bool, close_timeout: float
+        self, tls: ssl.SSLContext | None, *, deflate: bool, close_timeout: float, region: str
     ) -> tuple[int, int | None]:
-        """Serve ``ws://`` (and ``wss://`` with ``tls``) on ephemeral ports of 127.0.0.1.
+        """Serve ``region``'s ``ws://`` (and ``wss://`` with ``tls``) on ephemeral ports of
+        127.0.0.1.
 
         Returns the two ports; starts listening to the fake and checking its deadlines.
         """
@@ -134,15 +143,58 @@ class ProxyCore:
                 await server.wait_closed()
             raise
         self._servers = servers
+        self._serve_options, self._tls = options, tls
+        for server in servers:
+            self.port_regions[server.sockets[0].getsockname()[1]] = region
         loop = self.loop = asyncio.get_running_loop()
         self._remove_listener = self.fake.add_listener(self._on_fake_event)
         self._tick_handle = loop.call_later(DEADLINE_PERIOD, self._tick)
         ports = [server.sockets[0].getsockname()[1] for server in servers]
         return ports[0], ports[1] if tls is not None else None
 
+    def add_region(self, region: str) -> tuple[int, int | None]:
+        """Listen for ``region``'s handshakes on new ephemeral ports; return them.
+
+        Callable from any thread: the ports are bound and listening on return (clients
+        queue in the backlog), and the servers start on the loop right after.
+        """
+        with self._regions_lock:
+            if self.stopping or self.loop is None:
+                raise RuntimeError("TunnelProxy is not running: start() it or use `with`")
+            socks = [_listening_socket() for _ in range(1 if self._tls is None else 2)]
+            ports = [sock.getsockname()[1] for sock in socks]
+            for port in ports:
+                self.port_regions[port] = region
+            self._unserved.extend(socks)
+            self.loop.call_soon_threadsafe(self._serve_region, socks)
+        return ports[0], ports[1] if len(ports) > 1 else None
+
+    def _serve_region(self, socks: list[socket.socket]) -> None:
+        with self._regions_lock:
+            if self.stopping:
+                return  # shutdown closes the sockets
+            for sock in socks:
+                self._unserved.remove(sock)
+        for sock, tls in zip(socks, (None, self._tls)[: len(socks)], strict=True):
+            self.spawn(self._serve_socket(sock, tls))
+
+    async def _serve_socket(self, sock: socket.socket, tls: ssl.SSLContext | None) -> None:
+        try:
+            server = await serve(self.handler, sock=sock, ssl=tls, **self._serve_options)
+        except BaseException:
+            sock.close()
+            raise
+        self._servers.append(server)
+        if self.stopping:
+            server.close(close_connections=False)
+
     async def shutdown(self, grace: float) -> None:
         """Stop listening, close every connection (1001) and wait for the servers."""
-        self.stopping = True
+        with self._regions_lock:
+            self.stopping = True
+            unserved, self._unserved = self._unserved, []
+        for sock in unserved:
+            sock.close()
         if self._remove_listener is not None:
             self._remove_listener()
             self._remove_listener = None
@@ -225,7 +277,10 @@ class ProxyCore:
                 text = text.removeprefix("Failed to open a WebSocket connection: ").split("\n")[0]
                 raise Refusal(f"Invalid WebSocket upgrade request: {text[:1].upper()}{text[1:]}")
             tunnel = self.fake.authorize_connection(
-                checked.access_token, checked.mode, checked.client_token
+                checked.access_token,
+                checked.mode,
+                checked.client_token,
+                region=self.port_regions.get(conn.local_address[1]),
             )
         except Refusal as refusal:
             return self._refuse(conn, refusal, request)
@@ -394,6 +449,18 @@ class ProxyCore:
         await asyncio.sleep(delay)
         for peer in list(relay.peers.values()):
             relay.close(peer, 1000, reason)
+
+
+def _listening_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(BACKLOG)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _first_close(ws: ServerConnection) -> tuple[int, str]:

@@ -55,6 +55,11 @@ class TunnelProxy:
     on the caller's loop. It listens on ephemeral ports of 127.0.0.1: ``ws://`` always,
     and ``wss://`` too when ``tls`` is true.
 
+    As on AWS, the data endpoint is regional: :attr:`endpoint` and :attr:`tls_endpoint`
+    admit the tokens of tunnels opened in the fake's default region (:attr:`region`);
+    :meth:`endpoint_for` and :meth:`tls_endpoint_for` give another region's endpoint (its
+    own ports, opened on first use).
+
     Args:
         fake: The control plane whose tokens, tunnels and connection states it uses.
         tls: Also serve ``wss://`` with a trustme certificate for 127.0.0.1 and localhost.
@@ -98,6 +103,9 @@ class TunnelProxy:
         self._runner = LoopThread("securetunnel-proxy", self._record_error)
         self._ports: tuple[int, int | None] | None = None
         self._files: TlsFiles | None = None
+        self._region = fake.default_region
+        self._region_ports: dict[str, tuple[int, int | None]] = {}
+        self._region_lock = threading.Lock()
 
     def __repr__(self) -> str:
         state = "stopped" if self._ports is None else self.endpoint
@@ -180,7 +188,10 @@ class TunnelProxy:
             context, files = self._tls.server_context(), TlsFiles(self._tls.ca_pem)
         try:
             ports = await core.listen(
-                context, deflate=self.permessage_deflate, close_timeout=self.close_timeout
+                context,
+                deflate=self.permessage_deflate,
+                close_timeout=self.close_timeout,
+                region=self.fake.default_region,
             )
         except BaseException:
             if files is not None:
@@ -188,6 +199,7 @@ class TunnelProxy:
             raise
         self._core, self._loop, self._ports = core, asyncio.get_running_loop(), ports
         self._files = files
+        self._region = self.fake.default_region
 
     async def _close(self) -> None:
         core = self._core
@@ -201,6 +213,8 @@ class TunnelProxy:
                 self._files.remove()
             self._files = None
             self._core, self._loop, self._ports = None, None, None
+            with self._region_lock:
+                self._region_ports.clear()
 
     # -- errors ------------------------------------------------------------------------
 
@@ -236,6 +250,26 @@ class TunnelProxy:
             raise RuntimeError("this TunnelProxy was created with tls=False")
         return port
 
+    def _ports_for(self, region: str | None) -> tuple[int, int | None]:
+        ports = self._require_ports()
+        if region is None or region == self._region:
+            return ports
+        self.fake.check_region(region)
+        with self._region_lock:
+            found = self._region_ports.get(region)
+            if found is None:
+                core = self._core
+                if core is None:
+                    raise RuntimeError("TunnelProxy is not running: start() it or use `with`")
+                found = self._region_ports[region] = core.add_region(region)
+            return found
+
+    def _tls_port_for(self, region: str | None) -> int:
+        self._require_tls_port()
+        port = self._ports_for(region)[1]
+        assert port is not None
+        return port
+
     @property
     def port(self) -> int:
         """Port of the plain ``ws://`` server."""
@@ -247,13 +281,21 @@ class TunnelProxy:
         return self._require_tls_port()
 
     @property
+    def region(self) -> str:
+        """The region of :attr:`endpoint`: the fake's default region when the proxy started."""
+        return self._region
+
+    @property
     def endpoint(self) -> str:
-        """``ws://127.0.0.1:PORT``."""
+        """``ws://127.0.0.1:PORT``, the data endpoint of :attr:`region`."""
         return f"ws://127.0.0.1:{self.port}"
 
     @property
     def tls_endpoint(self) -> str:
-        """``wss://localhost:PORT`` (the certificate is valid for localhost and 127.0.0.1)."""
+        """``wss://localhost:PORT`` (the certificate is valid for localhost and 127.0.0.1).
+
+        The data endpoint of :attr:`region`.
+        """
         return f"wss://localhost:{self.tls_port}"
 
     @property
@@ -265,9 +307,35 @@ class TunnelProxy:
         """
         return f"127.0.0.1:{self.tls_port}"
 
-    def url(self, mode: Mode, *, tls: bool = False) -> str:
-        """The full handshake URL: ``ws[s]://HOST:PORT/tunnel?local-proxy-mode=MODE``."""
-        base = self.tls_endpoint if tls else self.endpoint
+    def endpoint_for(self, region: str) -> str:
+        """``ws://127.0.0.1:PORT``, the data endpoint of ``region``.
+
+        As on AWS, each region has its own data endpoint, which admits only the tokens of
+        tunnels opened in that region; any other token is refused as unknown. A region's
+        ports are opened on first use and kept until the proxy stops. Raises
+        :class:`~pytest_securetunnel.service.UnknownRegionError` for a region the fake
+        does not serve.
+        """
+        return f"ws://127.0.0.1:{self._ports_for(region)[0]}"
+
+    def tls_endpoint_for(self, region: str) -> str:
+        """``wss://localhost:PORT``, the TLS data endpoint of ``region`` (see
+        :meth:`endpoint_for`)."""
+        return f"wss://localhost:{self._tls_port_for(region)}"
+
+    def host_port_for(self, region: str) -> str:
+        """``127.0.0.1:PORT`` of ``region``'s TLS data endpoint, for the local proxy's ``-e``."""
+        return f"127.0.0.1:{self._tls_port_for(region)}"
+
+    def url(self, mode: Mode, *, tls: bool = False, region: str | None = None) -> str:
+        """The full handshake URL: ``ws[s]://HOST:PORT/tunnel?local-proxy-mode=MODE``.
+
+        ``region`` picks that region's endpoint (default: :attr:`region`'s).
+        """
+        if region is not None:
+            base = self.tls_endpoint_for(region) if tls else self.endpoint_for(region)
+        else:
+            base = self.tls_endpoint if tls else self.endpoint
         return f"{base}/tunnel?local-proxy-mode={mode}"
 
     def _require_files(self) -> TlsFiles:

@@ -91,6 +91,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--region", default="us-east-1", help="region of unsigned requests (default: us-east-1)"
     )
     parser.add_argument(
+        "--extra-region",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also serve this region, which botocore's endpoint data does not list (repeatable)",
+    )
+    parser.add_argument(
         "--account-id",
         default="123456789012",
         help="account of unknown access keys (default: 123456789012)",
@@ -124,6 +131,7 @@ def serve(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | Non
             log=None if args.quiet else log,
             seed=args.seed,
             default_region=args.region,
+            extra_regions=args.extra_region,
             default_account_id=args.account_id,
         )
     except ValueError as exc:

@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING, Any
 from pytest_securetunnel._realtime import real_monotonic
 from pytest_securetunnel._sigv4 import sigv4_scope
 from pytest_securetunnel._stopping import note_stop_failure
-from pytest_securetunnel.service import FakeInternalError, SecureTunnelFake, WireResponse
+from pytest_securetunnel.service import (
+    FakeInternalError,
+    SecureTunnelFake,
+    UnknownRegionError,
+    WireResponse,
+)
 from pytest_securetunnel.service._model import operation_names, target_prefix
 
 from ._admin import ADMIN_PREFIX, Admin, AdminError
@@ -408,6 +413,16 @@ class SecureTunnelServer:
             except AuthError as exc:
                 return _error(exc.code, exc.message, exc.status)
             access_key, region = signed.access_key, signed.region  # the same scope, checked
+        if region is not None:
+            try:
+                self.fake.check_region(region)
+            except UnknownRegionError:
+                # What AWS JSON services answer for a scope naming no region they serve.
+                return _error(
+                    "InvalidSignatureException",
+                    f"Credential should be scoped to a valid region, not '{region}'. ",
+                    403,
+                )
         account = self.fake.account_for(access_key)
         if operation in self.deny:
             return _error(
@@ -454,5 +469,8 @@ def securetunnel_server(request: pytest.FixtureRequest) -> Iterator[SecureTunnel
         seed = request.config.getoption("securetunnel_seed", None)
         if seed is not None:
             options["seed"] = seed
+    extra = request.config.getoption("securetunnel_extra_region", None)
+    if fake is None and extra and "extra_regions" not in options:
+        options["extra_regions"] = [n.strip() for e in extra for n in e.split(",") if n.strip()]
     with SecureTunnelServer(fake, **options) as server:
         yield server

@@ -5,7 +5,12 @@ Knows nothing of HTTP, botocore's event system or asyncio; adapters call
 """
 
 from pytest_securetunnel.service._clock import Clock
-from pytest_securetunnel.service._errors import FakeInternalError, Refusal, ServiceError
+from pytest_securetunnel.service._errors import (
+    FakeInternalError,
+    Refusal,
+    ServiceError,
+    UnknownRegionError,
+)
 from pytest_securetunnel.service._fake import (
     CallRecord,
     Quotas,
@@ -33,5 +38,6 @@ __all__ = [
     "SubscriberError",
     "TokenRecord",
     "Tunnel",
+    "UnknownRegionError",
     "WireResponse",
 ]

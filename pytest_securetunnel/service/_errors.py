@@ -33,6 +33,25 @@ def limit_exceeded(message: str) -> ServiceError:
     return ServiceError("LimitExceededException", message)
 
 
+class UnknownRegionError(ValueError):
+    """A region with no AWS IoT Secure Tunneling endpoint: no real client can reach it there.
+
+    ``region`` is the name asked for, ``known`` every region the fake accepts.
+    """
+
+    def __init__(self, region: str, known: tuple[str, ...], botocore_version: str) -> None:
+        self.region = region
+        self.known = known
+        super().__init__(
+            f"region {region!r} has no AWS IoT Secure Tunneling endpoint in the endpoint data "
+            f"of botocore {botocore_version}, so no client can reach the service there. "
+            f"Known regions: {', '.join(known)}. If AWS has opened the service in a region "
+            "this botocore does not know yet, add it: SecureTunnelFake(extra_regions=[...]), "
+            "--securetunnel-extra-region NAME or @pytest.mark.securetunnel(extra_regions=[...]) "
+            "in pytest, or securetunnel-server --extra-region NAME."
+        )
+
+
 class FakeInternalError(RuntimeError):
     """A bug inside pytest-securetunnel's fake, never an answer AWS would give.
 

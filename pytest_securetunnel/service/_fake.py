@@ -14,9 +14,13 @@ import random
 import secrets
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+import botocore
+from botocore.exceptions import InvalidRegionError
+from botocore.utils import validate_region_name
 
 from pytest_securetunnel.service import _model
 from pytest_securetunnel.service._clock import Clock
@@ -24,6 +28,7 @@ from pytest_securetunnel.service._errors import (
     FakeInternalError,
     Refusal,
     ServiceError,
+    UnknownRegionError,
     invalid_request,
     limit_exceeded,
     not_found,
@@ -107,6 +112,10 @@ class SecureTunnelFake:
     :class:`Quotas`, the recorded :attr:`calls` and the device :attr:`notifications`.
     IDs and tokens come from a random generator seeded with :attr:`seed`; pass the
     same seed to replay a run exactly.
+
+    Only regions where botocore's endpoint data has the service are served (see
+    :attr:`regions`); ``extra_regions`` adds names botocore does not know yet. Any
+    other region raises :class:`UnknownRegionError`, as no real client could reach it.
     """
 
     def __init__(
@@ -117,7 +126,14 @@ class SecureTunnelFake:
         quotas: Quotas | None = None,
         default_account_id: str = DEFAULT_ACCOUNT_ID,
         default_region: str = DEFAULT_REGION,
+        extra_regions: Iterable[str] = (),
     ) -> None:
+        if isinstance(extra_regions, str):
+            extra_regions = [extra_regions]
+        #: Regions served although botocore's endpoint data does not list them.
+        self.extra_regions: tuple[str, ...] = tuple(_region_name(r) for r in extra_regions)
+        self._regions = frozenset(_model.known_regions()) | frozenset(self.extra_regions)
+        self.check_region(default_region)
         self.seed: int = secrets.randbits(32) if seed is None else seed
         self.clock = clock if clock is not None else Clock()
         self.quotas = quotas if quotas is not None else Quotas()
@@ -163,12 +179,26 @@ class SecureTunnelFake:
             self.calls.clear()
             self.notifications.clear()
 
+    @property
+    def regions(self) -> tuple[str, ...]:
+        """Every region the fake serves: botocore's regions of the service, and the extra ones."""
+        return tuple(sorted(self._regions))
+
+    def check_region(self, region: str) -> None:
+        """Raise :class:`UnknownRegionError` unless the fake serves ``region``."""
+        if region not in self._regions:
+            raise UnknownRegionError(region, self.regions, botocore.__version__)
+
     def backend(self, account_id: str | None = None, region: str | None = None) -> Backend:
-        """The state of one account in one region (created on first use)."""
+        """The state of one account in one region (created on first use).
+
+        Raises :class:`UnknownRegionError` for a region the fake does not serve.
+        """
         key = (account_id or self.default_account_id, region or self.default_region)
         with self._lock:
             found = self._backends.get(key)
             if found is None:
+                self.check_region(key[1])
                 found = self._backends[key] = Backend(*key)
             return found
 
@@ -220,17 +250,24 @@ class SecureTunnelFake:
     # -- data plane: what the tunneling proxy asks of the control plane ----------------
 
     def authorize_connection(
-        self, token: str, mode: str, client_token: str | None = None
+        self,
+        token: str,
+        mode: str,
+        client_token: str | None = None,
+        *,
+        region: str | None = None,
     ) -> Tunnel:
         """Admit a WebSocket handshake with ``token`` in ``mode``, or raise :class:`Refusal`.
 
         On success the token is marked used (bound to ``client_token`` if given) and the
-        mode's connection state becomes CONNECTED. Rules: V3 protocol guide
-        ("access-token", "client-token") and docs/fidelity.md (data plane).
+        mode's connection state becomes CONNECTED. ``region`` is the region of the data
+        endpoint the handshake came to (``None``: any); a token of another region's tunnel
+        is refused as an unknown token. Rules: V3 protocol guide ("access-token",
+        "client-token") and docs/fidelity.md (data plane).
         """
         with self._lock:
             record = self._tokens.get(token)
-            if record is None:
+            if record is None or (region is not None and record.region != region):
                 raise Refusal("Invalid access token: The access token is not valid.")
             backend = self.backend(record.account_id, record.region)
             now = self._refresh_all()
@@ -375,6 +412,9 @@ class SecureTunnelFake:
         handler = _OPERATIONS.get(operation)
         account_id = account_id or self.default_account_id
         region = region or self.default_region
+        # First, as a real client reaches no service in a region without an endpoint:
+        # UnknownRegionError, and nothing is recorded.
+        self.check_region(region)
         record = _Recorder(self, operation, params, account_id, region, _attempt)
         if handler is None:
             raise record.fail(
@@ -549,6 +589,21 @@ class SecureTunnelFake:
         with self._lock:
             everything = [t for b in self._backends.values() for t in b.tunnels.values()]
         return iter(sorted(everything, key=lambda t: (t.created_at, t.sequence)))
+
+
+def _region_name(name: str) -> str:
+    """``name`` if botocore accepts it as a region name, else a ``ValueError`` saying why."""
+    try:
+        validate_region_name(name)
+        valid = bool(name)
+    except InvalidRegionError:
+        valid = False
+    if not valid:
+        raise ValueError(
+            f"extra region {name!r} is not a valid region name: botocore accepts 1 to 63 "
+            "letters, digits and '-', not all digits, not starting or ending with '-'"
+        )
+    return name
 
 
 def _arn_prefix(backend: Backend) -> str:

@@ -45,6 +45,24 @@ def partition(region: str) -> str:
         return "aws"
 
 
+@functools.lru_cache(maxsize=1)
+def known_regions() -> tuple[str, ...]:
+    """Regions where botocore's endpoint data has an ``iotsecuretunneling`` endpoint.
+
+    Every partition's regions (``aws``, ``aws-cn``, ``aws-us-gov``, ...), sorted; FIPS
+    pseudo-regions (``fips-us-east-1``) are left out, since botocore signs their requests
+    for the region they stand for.
+    """
+    session = _session()
+    return tuple(
+        sorted(
+            region
+            for name in session.get_available_partitions()
+            for region in session.get_available_regions(SERVICE_NAME, name)
+        )
+    )
+
+
 def target_prefix() -> str:
     """The ``X-Amz-Target`` prefix of the service (``IoTSecuredTunneling``)."""
     return str(service_model().metadata["targetPrefix"])

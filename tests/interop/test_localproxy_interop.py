@@ -743,3 +743,30 @@ def test_region_flag_with_an_endpoint_override(
         assert client.args[1:3] == ["-r", region]
         client.wait_for(f"{ESTABLISHED}{proxy.host_port}")
     assert exchange(source.ports["SSH"], b"found by region") == b"found by region"
+
+
+# -- regional data endpoints -------------------------------------------------------------------
+
+
+def test_regional_endpoint_admits_its_regions_tokens_only(
+    fake: SecureTunnelFake, proxy: TunnelProxy, start_localproxy: StartLocalProxy
+) -> None:
+    west = fake.call("OpenTunnel", {"destinationConfig": {"services": ["SSH"]}}, region="eu-west-1")
+    wrong = start_localproxy(
+        west["sourceAccessToken"], "source", {"SSH": None}, ready=False, name="wrong"
+    )
+    assert wrong.wait_exit() == 0
+    _, rejected = wrong.wait_for(REJECTED)
+    assert rejected.group(1, 2, 3) == (
+        "400",
+        "Bad Request",
+        "Invalid access token: The access token is not valid.",
+    )
+    endpoint = proxy.host_port_for("eu-west-1")
+    assert endpoint != proxy.host_port
+    source = start_localproxy(
+        west["sourceAccessToken"], "source", {"SSH": None}, region="eu-west-1", name="right"
+    )
+    source.wait_for(f"{ESTABLISHED}{endpoint}")
+    source.wait_for(SERVICE_IDS_SEEN)
+    assert fake.tunnel(west["tunnelId"]).source.status == "CONNECTED"

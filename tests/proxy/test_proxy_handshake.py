@@ -317,7 +317,7 @@ def test_client_token_allows_reconnecting(proxy: TunnelProxy, fake: SecureTunnel
 def test_failing_control_plane_is_a_400_and_an_error_at_stop(fake: SecureTunnelFake) -> None:
     opened = open_tunnel(fake)
 
-    def broken(*args: object) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom in the fake")
 
     proxy = TunnelProxy(fake, tls=False).start()

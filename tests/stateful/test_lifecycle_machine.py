@@ -125,11 +125,31 @@ def test_planted_bug_used_token_accepted_again(monkeypatch: pytest.MonkeyPatch) 
 
     original = SecureTunnelFake.authorize_connection
 
-    def reusable(self: Any, token: str, mode: str, client_token: str | None = None) -> Any:
+    def reusable(
+        self: Any, token: str, mode: str, client_token: str | None = None, **kwargs: Any
+    ) -> Any:
         record = self.token(token)
         if record is not None:
             record.used = False
-        return original(self, token, mode, client_token)
+        return original(self, token, mode, client_token, **kwargs)
 
     monkeypatch.setattr(SecureTunnelFake, "authorize_connection", reusable)
     assert "the model expects a refusal" in assert_caught()
+
+
+def test_machine_in_another_region_connects_at_that_regions_endpoint() -> None:
+    # the data endpoint is regional: the machine's fake, and so its proxy's default
+    # endpoint (which the connect rule uses), follow the machine's region
+    from pytest_securetunnel.client import SyncTunnelClient
+
+    instance = make_machine(region="eu-west-1")()
+    try:
+        assert instance.fake is not None and instance.fake.default_region == "eu-west-1"
+        opened = instance.client.open_tunnel(destinationConfig={"services": ["SSH"]})
+        assert ":iot:eu-west-1:" in opened["tunnelArn"]
+        client = SyncTunnelClient.connect(
+            instance.proxy.endpoint, opened["sourceAccessToken"], "source"
+        )
+        client.close()
+    finally:
+        instance.teardown()
