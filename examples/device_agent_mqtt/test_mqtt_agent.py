@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from mqtt_agent import MqttDeviceAgent, toolkit_local_proxy
+from mqtt_agent import MqttDeviceAgent, ProxyStarter, RunningProxy, toolkit_local_proxy
 
 from pytest_securetunnel import SecureTunnelFake, SyncLocalProxy, TunnelProxy
+from pytest_securetunnel.client import LocalProxyNotFound, ReferenceLocalProxy, find_localproxy
 from pytest_securetunnel.mqtt import NotifyBroker
 
 THING = "robot-7"
@@ -39,11 +40,38 @@ def echo_port() -> Iterator[int]:
     thread.join()
 
 
-@pytest.fixture
+def reference_local_proxy(proxy: TunnelProxy) -> ProxyStarter:
+    """A starter running the reference C++ ``localproxy``, as most devices do.
+
+    It gets the proxy's TLS endpoint as ``-e HOST:PORT`` and its CA directory as ``-c``.
+    """
+
+    def start(endpoint: str, token: str, services: dict[str, str]) -> RunningProxy:
+        local = ReferenceLocalProxy(
+            token, "destination", services, endpoint=proxy.host_port, ca_dir=proxy.ca_dir
+        )
+        return local.start().wait_ready()
+
+    return start
+
+
+@pytest.fixture(params=["toolkit", "localproxy"])
 def agent(
-    securetunnel_mqtt: NotifyBroker, securetunnel_proxy: TunnelProxy, echo_port: int
+    request: pytest.FixtureRequest,
+    securetunnel_mqtt: NotifyBroker,
+    securetunnel_proxy: TunnelProxy,
+    echo_port: int,
 ) -> Iterator[MqttDeviceAgent]:
-    """The agent under test, connected and subscribed."""
+    """The agent under test, connected and subscribed; its destination local proxy is the
+    toolkit's ``SyncLocalProxy`` or, where the binary is installed, the reference one."""
+    if request.param == "localproxy":
+        try:
+            find_localproxy()
+        except LocalProxyNotFound as exc:
+            pytest.skip(str(exc))
+        start_proxy = reference_local_proxy(securetunnel_proxy)
+    else:
+        start_proxy = toolkit_local_proxy(securetunnel_proxy.ssl_context)
     cert = securetunnel_mqtt.client_cert(THING)
     running = MqttDeviceAgent(
         THING,
@@ -54,7 +82,7 @@ def agent(
         ca_file=cert.ca_file,
         data_endpoint=securetunnel_proxy.tls_endpoint,
         services={"SSH": f"127.0.0.1:{echo_port}"},
-        start_proxy=toolkit_local_proxy(securetunnel_proxy.ssl_context),
+        start_proxy=start_proxy,
     ).start()
     assert running.subscribed.wait(10)
     yield running
@@ -132,7 +160,10 @@ def test_tunnel_expiry_closes_the_agents_proxy(
     agent.wait_for_token(1)
     securetunnel_proxy.wait_for("connected", mode="destination")
     securetunnel_clock.advance(minutes=5)
-    assert isinstance(agent.proxy, SyncLocalProxy)
-    agent.proxy.wait_closed(timeout=10)
+    if isinstance(agent.proxy, ReferenceLocalProxy):
+        assert agent.proxy.wait_exit(timeout=10) == 0  # localproxy exits 0 on a closed tunnel
+    else:
+        assert isinstance(agent.proxy, SyncLocalProxy)
+        agent.proxy.wait_closed(timeout=10)
     tunnel = securetunnel_client.describe_tunnel(tunnelId=opened["tunnelId"])["tunnel"]
     assert tunnel["status"] == "CLOSED"
