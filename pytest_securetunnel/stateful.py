@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from pytest_securetunnel._errors import MissingExtraError
+
 try:
     from hypothesis import note, settings
     from hypothesis import strategies as st
@@ -33,7 +35,7 @@ try:
         run_state_machine_as_test,
     )
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess
-    raise ImportError(
+    raise MissingExtraError(
         "pytest_securetunnel.stateful needs Hypothesis; install the extra: "
         "pip install 'pytest-securetunnel[hypothesis]'"
     ) from exc

@@ -21,9 +21,9 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import IO, TYPE_CHECKING, Final, Literal, overload
 
+from .._lifecycle import Lifecycle
 from ._errors import TunnelClientError
 
 if TYPE_CHECKING:
@@ -133,7 +133,7 @@ def _clean_env(extra: Mapping[str, str] | None) -> dict[str, str]:
     return env
 
 
-class ReferenceLocalProxy:
+class ReferenceLocalProxy(Lifecycle["ReferenceLocalProxy"]):
     """One reference ``localproxy`` process, its log, and its life.
 
     Build it with :meth:`for_proxy` (a :class:`TunnelProxy`) or with an endpoint and CA
@@ -371,19 +371,6 @@ class ReferenceLocalProxy:
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
-
-    def __enter__(self) -> ReferenceLocalProxy:
-        """Start the process."""
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop the process."""
-        self.stop()
 
     # -- state -----------------------------------------------------------------------------
 
