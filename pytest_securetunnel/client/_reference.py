@@ -21,13 +21,14 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Final, Literal, overload
+from typing import IO, TYPE_CHECKING, Final, overload
 
 from .._lifecycle import Lifecycle
 from ._errors import TunnelClientError
 
 if TYPE_CHECKING:
     from ..proxy import TunnelProxy
+    from ..service import Mode
 
 __all__ = [
     "DEFAULT_LOCALPROXY_PATHS",
@@ -172,7 +173,7 @@ class ReferenceLocalProxy(Lifecycle["ReferenceLocalProxy"]):
     def __init__(
         self,
         access_token: str,
-        mode: Literal["source", "destination"],
+        mode: Mode,
         services: Mapping[str, int | str | None],
         *,
         endpoint: str,
@@ -199,7 +200,7 @@ class ReferenceLocalProxy(Lifecycle["ReferenceLocalProxy"]):
                 )
             _check_target(mode, service_id, target)
         self.access_token = access_token
-        self.mode: Literal["source", "destination"] = mode
+        self.mode: Mode = mode
         self.services = dict(services)
         if region is not None and "--settings-json" in args:
             raise ValueError(
@@ -235,7 +236,7 @@ class ReferenceLocalProxy(Lifecycle["ReferenceLocalProxy"]):
         cls,
         proxy: TunnelProxy,
         access_token: str,
-        mode: Literal["source", "destination"],
+        mode: Mode,
         services: Mapping[str, int | str | None],
         *,
         region: str | None = None,

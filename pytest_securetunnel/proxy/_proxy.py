@@ -13,7 +13,7 @@ from typing import Any, Final, Literal, TypeVar
 from pytest_securetunnel._errors import BackgroundError
 from pytest_securetunnel._lifecycle import AsyncLifecycle, BackgroundErrors, LoopThread
 from pytest_securetunnel.protocol import MessageType, TunnelMessage
-from pytest_securetunnel.service import SecureTunnelFake, Tunnel
+from pytest_securetunnel.service import Mode, SecureTunnelFake, Tunnel
 
 from ._core import ProxyCore
 from ._events import EventLog, EventMatch, ProxyEvent
@@ -22,7 +22,6 @@ from ._tls import TlsFiles, TlsMaterial
 
 __all__ = ["Mode", "TunnelProxy", "TunnelProxyError"]
 
-Mode = Literal["source", "destination"]
 _T = TypeVar("_T")
 _STOP_GRACE: Final = 0.2  # seconds stop() waits for closing handshakes before aborting
 
