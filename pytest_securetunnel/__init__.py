@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from pytest_securetunnel._errors import MissingExtraError, SecureTunnelError
+from pytest_securetunnel._errors import SecureTunnelError
 from pytest_securetunnel.mock import (
     Attachment,
     MockSecureTunneling,
@@ -105,7 +105,7 @@ def __getattr__(name: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise MissingExtraError(
+        raise ImportError(
             f"pytest_securetunnel.{name} needs the data-plane extra (websockets, protobuf, "
             f"trustme): pip install 'pytest-securetunnel[dataplane]' ({exc})"
         ) from exc

@@ -46,7 +46,3 @@ class BackgroundError(SecureTunnelError):
     def describe(self, error: BaseException) -> str:
         """One line of the message: ``error``'s type and text."""
         return f"  {type(error).__name__}: {error}"
-
-
-class MissingExtraError(SecureTunnelError, ImportError):
-    """A feature needs an optional extra that is not installed; the message names it."""

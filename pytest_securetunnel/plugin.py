@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_securetunnel._errors import MissingExtraError
 from pytest_securetunnel.contract import plugin as _contract
 from pytest_securetunnel.contract.plugin import (
     securetunnel_contract,
@@ -191,7 +190,7 @@ def _import_for(fixture: str, module: str, extra: str, needs: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise MissingExtraError(
+        raise ImportError(
             f"the {fixture} fixture needs {needs}: "
             f"pip install 'pytest-securetunnel[{extra}]' ({exc})"
         ) from exc

@@ -19,8 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pytest_securetunnel._errors import MissingExtraError
-
 try:
     from hypothesis import note, settings
     from hypothesis import strategies as st
@@ -35,7 +33,7 @@ try:
         run_state_machine_as_test,
     )
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess
-    raise MissingExtraError(
+    raise ImportError(
         "pytest_securetunnel.stateful needs Hypothesis; install the extra: "
         "pip install 'pytest-securetunnel[hypothesis]'"
     ) from exc

@@ -11,7 +11,6 @@ from botocore.exceptions import EndpointConnectionError
 
 import pytest_securetunnel
 from pytest_securetunnel import SecureTunnelError, UnknownRegionError
-from pytest_securetunnel._errors import MissingExtraError
 from pytest_securetunnel.mqtt import MqttBrokerError
 from pytest_securetunnel.proxy import TunnelProxyError
 from pytest_securetunnel.server import SecureTunnelServerError
@@ -57,7 +56,6 @@ def test_the_root_is_exported_at_the_top_level() -> None:
         (UnknownRegionError, ValueError),
         (pytest_securetunnel.FakeInternalError, RuntimeError),
         (pytest_securetunnel.RealCallBlocked, RuntimeError),
-        (MissingExtraError, ImportError),
     ],
 )
 def test_errors_keep_the_bases_users_catch(error: type[Exception], kept: type[Exception]) -> None:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from pytest_securetunnel._errors import MissingExtraError
-
 from ._serve import add_mqtt_arguments, mqtt_info, start_mqtt
 
 if TYPE_CHECKING:
@@ -42,7 +40,7 @@ def __getattr__(name: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise MissingExtraError(
+        raise ImportError(
             f"pytest_securetunnel.mqtt.{name} needs the mqtt extra (trustme, paho-mqtt): "
             f"pip install 'pytest-securetunnel[mqtt]' ({exc})"
         ) from exc

@@ -8,8 +8,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_securetunnel._errors import MissingExtraError
-
 __all__ = ["ExternalPublisher", "parse_url"]
 
 
@@ -64,7 +62,7 @@ class ExternalPublisher:
             import paho.mqtt.client as paho
             from paho.mqtt.enums import CallbackAPIVersion
         except ImportError as exc:
-            raise MissingExtraError(
+            raise ImportError(
                 "publishing into an external MQTT broker needs paho-mqtt: "
                 f"pip install 'pytest-securetunnel[mqtt]' ({exc})"
             ) from exc

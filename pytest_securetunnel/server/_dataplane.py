@@ -6,7 +6,6 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_securetunnel._errors import MissingExtraError
 from pytest_securetunnel.service import SecureTunnelFake
 
 
@@ -35,7 +34,7 @@ def start_data_plane(
     try:
         from pytest_securetunnel.proxy import TunnelProxy
     except ImportError as exc:
-        raise MissingExtraError(
+        raise ImportError(
             "the data-plane proxy needs the 'dataplane' extra (websockets, protobuf, trustme): "
             "pip install 'pytest-securetunnel[dataplane]'; or run the control plane only "
             "(SecureTunnelServer(data_plane=False), or serve --no-data-plane). Import failed "

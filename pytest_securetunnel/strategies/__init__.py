@@ -22,12 +22,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from pytest_securetunnel._errors import MissingExtraError
-
 try:
     import hypothesis  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess
-    raise MissingExtraError(
+    raise ImportError(
         "pytest_securetunnel.strategies needs Hypothesis; install the extra: "
         "pip install 'pytest-securetunnel[hypothesis]'"
     ) from exc
@@ -98,7 +96,7 @@ def __getattr__(name: str) -> Any:
     try:
         module = importlib.import_module("pytest_securetunnel.strategies._protocol")
     except ImportError as exc:
-        raise MissingExtraError(
+        raise ImportError(
             f"pytest_securetunnel.strategies.{name} needs the tunneling protocol's "
             "dependencies; install the extra: pip install 'pytest-securetunnel[dataplane]'"
         ) from exc
