@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from pytest_securetunnel._errors import SecureTunnelError
 from pytest_securetunnel.mock import (
     Attachment,
     MockSecureTunneling,
@@ -75,6 +76,7 @@ __all__ = [
     "Quotas",
     "RealCallBlocked",
     "ReferenceLocalProxy",
+    "SecureTunnelError",
     "SecureTunnelFake",
     "SecureTunnelServer",
     "SecureTunnelStubber",

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from botocore.exceptions import EndpointConnectionError
 
+from pytest_securetunnel._errors import SecureTunnelError
 from pytest_securetunnel.service import SecureTunnelFake, UnknownRegionError, WireResponse
 
 
-class RegionEndpointConnectionError(EndpointConnectionError):  # type: ignore[misc]
+class RegionEndpointConnectionError(EndpointConnectionError, SecureTunnelError):  # type: ignore[misc]
     """botocore's ``EndpointConnectionError``, saying why the region has no endpoint.
 
     A real client in such a region cannot resolve its endpoint's host name and raises
@@ -16,6 +19,10 @@ class RegionEndpointConnectionError(EndpointConnectionError):  # type: ignore[mi
     """
 
     fmt = 'Could not connect to the endpoint URL: "{endpoint_url}": {error}'
+
+    def __init__(self, **kwargs: Any) -> None:
+        """botocore's keyword arguments: ``endpoint_url`` and ``error``."""
+        EndpointConnectionError.__init__(self, **kwargs)
 
 
 def handle_at(

@@ -40,7 +40,6 @@ import time
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
-from types import TracebackType
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
@@ -51,8 +50,9 @@ from botocore.endpoint import Endpoint
 from botocore.exceptions import CapacityNotAvailableError
 from botocore.retries.adaptive import ClientRateLimiter
 
+from pytest_securetunnel._errors import SecureTunnelError
+from pytest_securetunnel._lifecycle import Lifecycle
 from pytest_securetunnel._sigv4 import sigv4_scope
-from pytest_securetunnel._stopping import note_stop_failure
 from pytest_securetunnel._unreachable import handle_at
 from pytest_securetunnel.service import SecureTunnelFake, WireResponse
 from pytest_securetunnel.service._model import SERVICE_NAME
@@ -415,7 +415,7 @@ def _unregister(emitter: Any, http: bool, unique_id: str) -> None:
         emitter.unregister(_EVENT_CALL, unique_id=unique_id)
 
 
-class RealCallBlocked(RuntimeError):
+class RealCallBlocked(SecureTunnelError, RuntimeError):
     """An ``iotsecuretunneling`` request was bound for AWS while no fake answered it."""
 
 
@@ -714,13 +714,15 @@ def _wrap_rate_limiter(original: Callable[..., Any]) -> Callable[..., Any]:
 _router = _Router()
 
 
-class MockSecureTunneling:
+class MockSecureTunneling(Lifecycle[SecureTunnelFake]):
     """Context manager and decorator that routes every client to a fresh fake.
 
     ``with mock_securetunneling() as fake:`` gives the :class:`SecureTunnelFake`;
     as a decorator it wraps sync and async functions and every ``test*`` method of
     a class. Other services are untouched. Nothing reaches AWS while it is active.
     """
+
+    stop_name = "mock_securetunneling()"
 
     def __init__(
         self,
@@ -755,23 +757,6 @@ class MockSecureTunneling:
         _router.pop(fake)
         self.fake = None
         fake.notifications.check()
-
-    def __enter__(self) -> SecureTunnelFake:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop; subscriber errors are raised unless the block raised (then noted on it)."""
-        try:
-            self.stop()
-        except Exception as stop_error:
-            if exc is None:
-                raise
-            note_stop_failure(exc, "mock_securetunneling()", stop_error)
 
     def __call__(self, target: F) -> F:
         if isinstance(target, type):

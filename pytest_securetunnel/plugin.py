@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -18,7 +18,7 @@ from pytest_securetunnel.contract.plugin import (
 from pytest_securetunnel.mock import guard_real_calls, mock_securetunneling
 from pytest_securetunnel.report import format_calls
 from pytest_securetunnel.server import securetunnel_server as _securetunnel_server
-from pytest_securetunnel.service import Clock, Quotas, SecureTunnelFake
+from pytest_securetunnel.service import Clock, Mode, Quotas, SecureTunnelFake
 
 if TYPE_CHECKING:
     from pytest_securetunnel.client import ReferenceLocalProxy
@@ -277,7 +277,7 @@ def securetunnel_localproxy(
 
     def start(
         access_token: str,
-        mode: Literal["source", "destination"],
+        mode: Mode,
         services: Mapping[str, int | str | None],
         *,
         ready: bool = True,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from websockets.datastructures import Headers
 
+from pytest_securetunnel._errors import SecureTunnelError
+
 __all__ = [
     "HandshakeError",
     "HandshakeRefused",
@@ -13,7 +15,7 @@ __all__ = [
 ]
 
 
-class TunnelClientError(Exception):
+class TunnelClientError(SecureTunnelError):
     """Base class of the errors raised by :mod:`pytest_securetunnel.client`."""
 
 

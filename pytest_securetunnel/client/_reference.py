@@ -21,13 +21,14 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import IO, TYPE_CHECKING, Final, Literal, overload
+from typing import IO, TYPE_CHECKING, Final, overload
 
+from .._lifecycle import Lifecycle
 from ._errors import TunnelClientError
 
 if TYPE_CHECKING:
     from ..proxy import TunnelProxy
+    from ..service import Mode
 
 __all__ = [
     "DEFAULT_LOCALPROXY_PATHS",
@@ -133,7 +134,7 @@ def _clean_env(extra: Mapping[str, str] | None) -> dict[str, str]:
     return env
 
 
-class ReferenceLocalProxy:
+class ReferenceLocalProxy(Lifecycle["ReferenceLocalProxy"]):
     """One reference ``localproxy`` process, its log, and its life.
 
     Build it with :meth:`for_proxy` (a :class:`TunnelProxy`) or with an endpoint and CA
@@ -172,7 +173,7 @@ class ReferenceLocalProxy:
     def __init__(
         self,
         access_token: str,
-        mode: Literal["source", "destination"],
+        mode: Mode,
         services: Mapping[str, int | str | None],
         *,
         endpoint: str,
@@ -199,7 +200,7 @@ class ReferenceLocalProxy:
                 )
             _check_target(mode, service_id, target)
         self.access_token = access_token
-        self.mode: Literal["source", "destination"] = mode
+        self.mode: Mode = mode
         self.services = dict(services)
         if region is not None and "--settings-json" in args:
             raise ValueError(
@@ -235,7 +236,7 @@ class ReferenceLocalProxy:
         cls,
         proxy: TunnelProxy,
         access_token: str,
-        mode: Literal["source", "destination"],
+        mode: Mode,
         services: Mapping[str, int | str | None],
         *,
         region: str | None = None,
@@ -371,19 +372,6 @@ class ReferenceLocalProxy:
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
-
-    def __enter__(self) -> ReferenceLocalProxy:
-        """Start the process."""
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop the process."""
-        self.stop()
 
     # -- state -----------------------------------------------------------------------------
 

@@ -6,10 +6,10 @@ import ssl as ssl_module
 from collections.abc import Iterator, Mapping
 from types import TracebackType
 
+from .._lifecycle import LoopThread
 from ..protocol import ClientMode, ProtocolVersion, TunnelMessage
 from ._errors import TunnelClosedError
 from ._handshake import HeadersLike, TokenLocation
-from ._loop_thread import LoopThread
 from ._records import MessageMatcher, MessageRecord
 from ._tunnel_client import DEFAULT_TIMEOUT, TunnelClient
 

@@ -6,10 +6,10 @@ import ssl as ssl_module
 from types import TracebackType
 from typing import Any
 
+from .._lifecycle import Lifecycle, LoopThread
 from ..protocol import ClientMode, ProtocolVersion
 from ._echo import EchoPeer
 from ._local_proxy import LocalProxy
-from ._loop_thread import LoopThread
 from ._mapping import ServiceMapping
 from ._records import MessageRecord
 from ._tunnel_client import DEFAULT_TIMEOUT, TunnelClient
@@ -17,7 +17,7 @@ from ._tunnel_client import DEFAULT_TIMEOUT, TunnelClient
 __all__ = ["SyncEchoPeer", "SyncLocalProxy"]
 
 
-class SyncLocalProxy:
+class SyncLocalProxy(Lifecycle["SyncLocalProxy"]):
     """A :class:`LocalProxy` for synchronous code, running on its own loop thread.
 
     Same arguments as :class:`LocalProxy`; use ``with SyncLocalProxy(...) as proxy:`` or
@@ -104,19 +104,6 @@ class SyncLocalProxy:
     def messages(self) -> list[MessageRecord]:
         """The tunnel messages sent and received so far."""
         return [] if self.proxy.client is None else self.proxy.client.messages
-
-    def __enter__(self) -> SyncLocalProxy:
-        """Start the proxy."""
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        """Stop the proxy."""
-        self.stop()
 
 
 class SyncEchoPeer:

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
     from ._run import ContractRun
 
-Mode = Literal["fake", "endpoint", "live"]
+#: Where contract tests run: the in-process fake, an endpoint, or AWS itself.
+ContractMode = Literal["fake", "endpoint", "live"]
 _T = TypeVar("_T")
 
 
@@ -72,7 +73,7 @@ class ContractContext:
         self._connections: list[tuple[Any, str, str]] = []
 
     @property
-    def mode(self) -> Mode:
+    def mode(self) -> ContractMode:
         """``"fake"``, ``"endpoint"`` or ``"live"``."""
         return self._run.mode
 

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Generator
 from dataclasses import dataclass
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from botocore.exceptions import BotoCoreError, ClientError
@@ -25,7 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pytest_securetunnel.service import SecureTunnelFake
 
 from ._cleanup import CleanupRegistry, sweep
-from ._context import ContractContext, error_code, fetch_json
+from ._context import ContractContext, ContractMode, error_code, fetch_json
 from ._drift import GUESSES, DriftLog, Shadow
 from ._errors import LiveModeError
 from ._frozen import frozen_time_reason
@@ -33,7 +33,6 @@ from ._frozen import frozen_time_reason
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-Mode = Literal["fake", "endpoint", "live"]
 
 #: Key of the tag every contract tunnel carries; its value is the run ID.
 RUN_TAG_KEY = "pytest-securetunnel-run"
@@ -54,7 +53,7 @@ _NOWHERE = "https://iotsecuretunneling.fake.invalid"
 class Settings:
     """The contract options of one run."""
 
-    mode: Mode
+    mode: ContractMode
     endpoint_url: str | None
     region: str | None
     data_endpoint: str | None
@@ -130,7 +129,7 @@ class ContractRun:
         self._lock = threading.Lock()
 
     @property
-    def mode(self) -> Mode:
+    def mode(self) -> ContractMode:
         """``"fake"``, ``"endpoint"`` or ``"live"``."""
         return self.settings.mode
 

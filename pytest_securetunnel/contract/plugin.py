@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from ._context import ContractContext
-from ._run import LIVE_ENV, MARKER, PLUGIN_NAME, ContractRun, Mode, Settings
+from ._context import ContractContext, ContractMode
+from ._run import LIVE_ENV, MARKER, PLUGIN_NAME, ContractRun, Settings
 
 __all__ = [
     "is_live",
@@ -96,7 +96,7 @@ def _settings(config: pytest.Config) -> Settings:
         raise pytest.UsageError(
             f"--securetunnel-data-endpoint {data_endpoint!r} must be a ws:// or wss:// URL"
         )
-    mode: Mode = "live" if live else "endpoint" if endpoint else "fake"
+    mode: ContractMode = "live" if live else "endpoint" if endpoint else "fake"
     if mode == "live" and (
         getattr(config, "workerinput", None) is not None or config.getoption("numprocesses", None)
     ):

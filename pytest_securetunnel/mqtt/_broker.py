@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import ssl
-import threading
-from types import TracebackType
 from typing import Any, Final
 
-from pytest_securetunnel._realtime import RealTimeEventLoop
-from pytest_securetunnel._stopping import note_stop_failure
+from pytest_securetunnel._errors import BackgroundError
+from pytest_securetunnel._lifecycle import BackgroundErrors, Lifecycle, LoopThread
 from pytest_securetunnel.service import Notification, SecureTunnelFake
 
 from ._certs import DeviceCertificate, DeviceCertificates
@@ -24,20 +21,13 @@ _STOP_GRACE: Final = 0.5  # seconds stop() lets clients read their DISCONNECT
 _CLOSE_GRACE: Final = 2.0  # seconds a closing connection may take to flush before abort
 
 
-class MqttBrokerError(Exception):
+class MqttBrokerError(BackgroundError):
     """Errors that happened inside the broker's thread (bugs), re-raised in the caller's.
 
     ``errors`` lists them; the first is also the ``__cause__``.
     """
 
-    def __init__(self, errors: list[BaseException]) -> None:
-        """Wrap the recorded ``errors``."""
-        self.errors = list(errors)
-        listed = "\n".join(f"  {type(e).__name__}: {e}" for e in self.errors)
-        super().__init__(
-            f"{len(self.errors)} unexpected error(s) inside pytest-securetunnel's MQTT broker "
-            f"(a bug: please report it):\n{listed}"
-        )
+    component = "pytest-securetunnel's MQTT broker"
 
 
 class _Connection(asyncio.Protocol):
@@ -193,7 +183,7 @@ class _Connection(asyncio.Protocol):
             self._timer = self._loop.call_later(limit - idle, self._check)
 
 
-class NotifyBroker:
+class NotifyBroker(Lifecycle["NotifyBroker"], BackgroundErrors):
     """An MQTT broker on 127.0.0.1 that carries a fake's tunnel notifications to devices.
 
     Every notification the fake makes (OpenTunnel with a destination thing, a rotation of
@@ -256,12 +246,8 @@ class NotifyBroker:
         self._listeners: list[socket.socket] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._ports: tuple[int, int | None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._runner: LoopThread | None = None
         self._unsubscribe: Any = None
-        self._errors: list[BaseException] = []
-        self._errors_lock = threading.Lock()
-        self._reported = 0
 
     def __repr__(self) -> str:
         if self.url is not None:
@@ -271,6 +257,8 @@ class NotifyBroker:
         return f"<NotifyBroker mqtt://{self.host}:{self.port} tls_port={self.tls_port}>"
 
     # -- lifecycle -----------------------------------------------------------------------
+
+    error_type = MqttBrokerError
 
     @property
     def running(self) -> bool:
@@ -285,13 +273,9 @@ class NotifyBroker:
             self._external.start()
             self._unsubscribe = self.fake.notifications.subscribe(self._publish_external)
             return self
-        loop = RealTimeEventLoop()
-        loop.set_exception_handler(self._exception)
-        thread = threading.Thread(target=loop.run_forever, name="securetunnel-mqtt", daemon=True)
-        thread.start()
-        self._loop, self._thread = loop, thread
+        runner = self._runner = LoopThread("securetunnel-mqtt", self._record_error).start()
         try:
-            asyncio.run_coroutine_threadsafe(self._open(), loop).result()
+            runner.run(self._open())
         except BaseException:
             self._end_thread()
             raise
@@ -307,10 +291,9 @@ class NotifyBroker:
             if self._external is not None:
                 if unsubscribe is not None:
                     self._external.stop()
-            elif self._loop is not None:
+            elif self._runner is not None:
                 try:
-                    future = asyncio.run_coroutine_threadsafe(self._close(), self._loop)
-                    future.result(timeout=_STOP_GRACE + _CLOSE_GRACE + 10.0)
+                    self._runner.run(self._close(), timeout=_STOP_GRACE + _CLOSE_GRACE + 10.0)
                 finally:
                     self._end_thread()
         finally:
@@ -318,38 +301,6 @@ class NotifyBroker:
                 self._certs.remove()
                 self._certs = None
         self.check()
-
-    def __enter__(self) -> NotifyBroker:
-        """Start in a background thread."""
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop; errors recorded inside the broker are raised unless the block raised."""
-        try:
-            self.stop()
-        except Exception as stop_error:
-            if exc is None:
-                raise
-            note_stop_failure(exc, "NotifyBroker", stop_error)
-
-    def check(self) -> None:
-        """Raise :class:`MqttBrokerError` for errors recorded since the last check."""
-        with self._errors_lock:
-            new = self._errors[self._reported :]
-            self._reported = len(self._errors)
-        if new:
-            raise MqttBrokerError(new) from new[0]
-
-    @property
-    def errors(self) -> list[BaseException]:
-        """Every error recorded inside the broker so far (bugs, not clients' mistakes)."""
-        with self._errors_lock:
-            return list(self._errors)
 
     # -- where to connect ----------------------------------------------------------------
 
@@ -501,35 +452,17 @@ class NotifyBroker:
             await asyncio.sleep(0)
 
     def _end_thread(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10.0)
-        self._loop = self._thread = None
+        runner, self._runner = self._runner, None
         self._ports = None
-        if not loop.is_running():
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
+        if runner is not None:
+            runner.stop(10.0)
 
     def _publish_local(self, notification: Notification) -> None:
         message = Message(notification.topic, notification.payload_bytes, qos=1, retain=False)
-        loop = self._loop
-        if loop is None:
-            return
-        with contextlib.suppress(RuntimeError):  # the loop closed while the broker stopped
-            loop.call_soon_threadsafe(self._core.publish, message)
+        runner = self._runner
+        if runner is not None:  # False from call_soon: the loop closed as the broker stopped
+            runner.call_soon(self._core.publish, message)
 
     def _publish_external(self, notification: Notification) -> None:
         assert self._external is not None
         self._external.publish(notification.topic, notification.payload_bytes)
-
-    def _record_error(self, error: BaseException) -> None:
-        with self._errors_lock:
-            self._errors.append(error)
-
-    def _exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        error = context.get("exception")
-        if isinstance(error, OSError):
-            return  # a client's network or TLS failure, not a broker bug
-        self._record_error(error or RuntimeError(str(context.get("message"))))

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from pytest_securetunnel._errors import SecureTunnelError
+
 __all__ = [
     "MQTT_5",
     "MQTT_311",
@@ -69,13 +71,13 @@ class PacketType(enum.IntEnum):
     AUTH = 15
 
 
-class MalformedPacket(ValueError):
+class MalformedPacket(SecureTunnelError, ValueError):
     """Bytes that are not a well-formed packet (MQTT 5 reason code 0x81)."""
 
     reason_code = 0x81
 
 
-class ProtocolViolation(ValueError):
+class ProtocolViolation(SecureTunnelError, ValueError):
     """A well-formed packet the protocol does not allow here (reason code 0x82 unless set)."""
 
     def __init__(self, message: str, reason_code: int = 0x82) -> None:

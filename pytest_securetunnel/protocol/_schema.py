@@ -9,6 +9,7 @@ copy of the same schema registered in protobuf's default pool.
 
 from __future__ import annotations
 
+import enum
 from typing import Any, Final
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -25,17 +26,22 @@ PACKAGE: Final = "com.amazonaws.iot.securedtunneling"
 MESSAGE_NAME: Final = "Message"
 FULL_NAME: Final = f"{PACKAGE}.{MESSAGE_NAME}"
 
-#: ``Message.Type`` enum values, in schema order.
-TYPE_VALUES: Final[tuple[tuple[str, int], ...]] = (
-    ("UNKNOWN", 0),
-    ("DATA", 1),
-    ("STREAM_START", 2),
-    ("STREAM_RESET", 3),
-    ("SESSION_RESET", 4),
-    ("SERVICE_IDS", 5),
-    ("CONNECTION_START", 6),
-    ("CONNECTION_RESET", 7),
-)
+
+class MessageType(enum.IntEnum):
+    """``Message.Type``: what a tunneling message means."""
+
+    UNKNOWN = 0
+    DATA = 1
+    STREAM_START = 2
+    STREAM_RESET = 3
+    SESSION_RESET = 4
+    SERVICE_IDS = 5
+    CONNECTION_START = 6
+    CONNECTION_RESET = 7
+
+
+#: ``Message.Type`` enum values, in schema order (from :class:`MessageType`).
+TYPE_VALUES: Final[tuple[tuple[str, int], ...]] = tuple((t.name, t.value) for t in MessageType)
 
 _F = descriptor_pb2.FieldDescriptorProto
 

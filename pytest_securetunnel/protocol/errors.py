@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pytest_securetunnel._errors import SecureTunnelError
+
 if TYPE_CHECKING:
     from .messages import TunnelMessage
 
@@ -23,7 +25,7 @@ __all__ = [
 ]
 
 
-class ProtocolError(Exception):
+class ProtocolError(SecureTunnelError):
     """A tunneling protocol rule was broken.
 
     Attributes:

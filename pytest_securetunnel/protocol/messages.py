@@ -8,13 +8,13 @@ Users handle :class:`TunnelMessage`, a frozen dataclass; :func:`encode_message` 
 from __future__ import annotations
 
 import dataclasses
-import enum
 from collections.abc import Iterable
 from typing import Any, Final
 
 from google.protobuf.message import DecodeError
 
 from . import _schema
+from ._schema import MessageType
 from .errors import MessageDecodeError, MessageEncodeError, UnknownFieldError
 
 __all__ = [
@@ -35,19 +35,6 @@ _INT32_MAX: Final = 2**31 - 1
 _UINT32_MAX: Final = 2**32 - 1
 _WIRE_TYPES: Final = {0: "VARINT", 1: "I64", 2: "LEN", 3: "SGROUP", 4: "EGROUP", 5: "I32"}
 _SCHEMA_SOURCE: Final = "V3 protocol guide, 'ProtocolBuffers Message Schema'"
-
-
-class MessageType(enum.IntEnum):
-    """``Message.Type``: what a tunneling message means."""
-
-    UNKNOWN = 0
-    DATA = 1
-    STREAM_START = 2
-    STREAM_RESET = 3
-    SESSION_RESET = 4
-    SERVICE_IDS = 5
-    CONNECTION_START = 6
-    CONNECTION_RESET = 7
 
 
 @dataclasses.dataclass(frozen=True, slots=True, repr=False)

@@ -24,9 +24,12 @@ from .versions import ClientMode, ProtocolVersion
 
 __all__ = [
     "MESSAGE_RULES",
+    "RULES",
+    "RULES_BY_ID",
     "STREAM_TYPES",
     "Rule",
     "RuleContext",
+    "RuleInfo",
     "check_connection_start_on_started_stream",
     "check_data_after_stream_start",
     "check_fields_in_version",
@@ -78,11 +81,88 @@ class RuleContext:
 Rule = Callable[[TunnelMessage, RuleContext], None]
 
 
-def _rules_source(version: ProtocolVersion) -> str:
-    return f"{version.guide}, 'Tunneling message frames' rules"
+_ALL_VERSIONS: Final = frozenset(ProtocolVersion)
+_ALL_MODES: Final = frozenset(ClientMode)
+_FRAMES: Final = "{guide}, 'Tunneling message frames' rules"
+_SCHEMA: Final = "{guide}, 'ProtocolBuffers Message Schema'"
 
 
-def _violation(rule: str, detail: str, value: object, source: str) -> RuleViolation:
+@dataclasses.dataclass(frozen=True)
+class RuleInfo:
+    """One protocol rule of the catalogue: its id, where it applies, and its source.
+
+    Attributes:
+        id: The stable id a :class:`~pytest_securetunnel.protocol.ProtocolError` carries.
+        versions: The protocol versions on whose connections it can be broken.
+        modes: The client modes that can break it.
+        source: Where the rule comes from; ``{guide}`` stands for the protocol guide of
+            the connection's version (at least :attr:`guide_from`'s).
+        guide_from: The oldest guide that has the rule.
+    """
+
+    id: str
+    versions: frozenset[ProtocolVersion] = _ALL_VERSIONS
+    modes: frozenset[ClientMode] = _ALL_MODES
+    source: str = _FRAMES
+    guide_from: ProtocolVersion = ProtocolVersion.V1
+
+    def source_for(self, version: ProtocolVersion) -> str:
+        """The rule's source as a violation on a ``version`` connection cites it."""
+        return self.source.format(guide=max(version, self.guide_from).guide)
+
+    def applies(self, version: ProtocolVersion, mode: ClientMode) -> bool:
+        """Whether a ``mode`` client on a ``version`` connection can break the rule."""
+        return version in self.versions and mode in self.modes
+
+
+def _since(version: ProtocolVersion) -> frozenset[ProtocolVersion]:
+    return frozenset(v for v in ProtocolVersion if v >= version)
+
+
+#: Every rule a client's bytes can break, in the order they are checked: the message
+#: rules of :data:`MESSAGE_RULES`, then the decoding rules ``unknown-field`` and
+#: ``malformed-message`` (checked on the raw bytes, before the others).
+RULES: Final[tuple[RuleInfo, ...]] = (
+    RuleInfo("type-zero"),
+    RuleInfo("type-unknown", source="{guide}, 'Ignorable field'"),
+    RuleInfo("session-reset-from-client"),
+    RuleInfo("service-ids-from-client", guide_from=ProtocolVersion.V2),
+    RuleInfo(
+        "type-not-in-version",
+        versions=frozenset(v for v in ProtocolVersion if not v.has_connection_ids),
+        source=_SCHEMA,
+    ),
+    RuleInfo("stream-start-from-destination", modes=frozenset({ClientMode.DESTINATION})),
+    RuleInfo(
+        "field-not-in-version",
+        versions=frozenset(v for v in ProtocolVersion if not v.has_connection_ids),
+        source=_SCHEMA + "; V2 protocol guide, 'Backward compatibility'",
+    ),
+    RuleInfo("stream-id-zero"),
+    RuleInfo("payload-too-large"),
+    RuleInfo("service-id-unknown", versions=_since(ProtocolVersion.V2), source=_SERVICE_ID_SOURCE),
+    RuleInfo(
+        "service-id-after-empty-stream",
+        versions=_since(ProtocolVersion.V2),
+        modes=frozenset({ClientMode.SOURCE}),
+        source=_SERVICE_ID_SOURCE,
+    ),
+    RuleInfo("data-before-stream-start", source=_SERVICE_ID_SOURCE),
+    RuleInfo(
+        "connection-start-without-stream",
+        versions=_since(ProtocolVersion.V3),
+        source="V3 protocol guide, 'ConnectionStart'",
+    ),
+    RuleInfo("unknown-field", source="protocol guides V1-V3, 'Tunneling message frames' rules"),
+    RuleInfo("malformed-message", source="V3 protocol guide, 'ProtocolBuffers Message Schema'"),
+)
+
+#: Rule id -> its :class:`RuleInfo`.
+RULES_BY_ID: Final[dict[str, RuleInfo]] = {rule.id: rule for rule in RULES}
+
+
+def _violation(rule: str, detail: str, value: object, version: ProtocolVersion) -> RuleViolation:
+    source = RULES_BY_ID[rule].source_for(version)
     return RuleViolation(rule, detail, value=value, source=source)
 
 
@@ -93,7 +173,7 @@ def check_type_nonzero(message: TunnelMessage, context: RuleContext) -> None:
             "type-zero",
             f"message type is 0 (UNKNOWN); it must be set to a non-zero value: {message!r}",
             int(message.type),
-            _rules_source(context.version),
+            context.version,
         )
 
 
@@ -108,7 +188,7 @@ def check_type_known(message: TunnelMessage, context: RuleContext) -> None:
             "type-unknown",
             f"{message.type_name} is not a Message.Type value and ignorable is false",
             int(message.type),
-            f"{context.version.guide}, 'Ignorable field'",
+            context.version,
         )
 
 
@@ -119,19 +199,18 @@ def check_no_session_reset_from_client(message: TunnelMessage, context: RuleCont
             "session-reset-from-client",
             f"a {context.mode.value} client sent SESSION_RESET; only the service sends it",
             message.type_name,
-            _rules_source(context.version),
+            context.version,
         )
 
 
 def check_no_service_ids_from_client(message: TunnelMessage, context: RuleContext) -> None:
     """Rule ``service-ids-from-client``: no client may send SERVICE_IDS."""
     if message.type == MessageType.SERVICE_IDS:
-        guide = context.version if context.version.has_service_ids else ProtocolVersion.V2
         raise _violation(
             "service-ids-from-client",
             f"a {context.mode.value} client sent SERVICE_IDS; only the service sends it",
             message.type_name,
-            _rules_source(guide),
+            context.version,
         )
 
 
@@ -145,7 +224,7 @@ def check_type_in_version(message: TunnelMessage, context: RuleContext) -> None:
             "type-not-in-version",
             f"{message.type_name} is not a message type of {context.version.subprotocol}",
             message.type_name,
-            f"{context.version.guide}, 'ProtocolBuffers Message Schema'",
+            context.version,
         )
 
 
@@ -156,7 +235,7 @@ def check_no_stream_start_from_destination(message: TunnelMessage, context: Rule
             "stream-start-from-destination",
             f"a destination client sent STREAM_START: {message!r}",
             message.type_name,
-            _rules_source(context.version),
+            context.version,
         )
 
 
@@ -183,8 +262,7 @@ def check_fields_in_version(message: TunnelMessage, context: RuleContext) -> Non
             f"{message.type_name} carries {fields}, not in the {version.subprotocol} schema; "
             "a client may not switch message format during a connection",
             dict(present),
-            f"{version.guide}, 'ProtocolBuffers Message Schema'; "
-            "V2 protocol guide, 'Backward compatibility'",
+            version,
         )
 
 
@@ -196,14 +274,16 @@ def check_stream_id_nonzero(message: TunnelMessage, context: RuleContext) -> Non
             f"{message.type_name} has streamId 0; messages associated with a stream "
             "need a non-zero streamId",
             0,
-            _rules_source(context.version),
+            context.version,
         )
 
 
 def check_payload_size(message: TunnelMessage, context: RuleContext) -> None:
     """Rule ``payload-too-large``: a payload holds at most 64512 bytes (63 KiB)."""
     if len(message.payload) > MAX_PAYLOAD_SIZE:
-        raise _payload_too_large(message, _rules_source(context.version))
+        raise _payload_too_large(
+            message, RULES_BY_ID["payload-too-large"].source_for(context.version)
+        )
 
 
 def check_service_id_known(message: TunnelMessage, context: RuleContext) -> None:
@@ -221,7 +301,7 @@ def check_service_id_known(message: TunnelMessage, context: RuleContext) -> None
             "service-id-unknown",
             f"{message.type_name} has serviceId {message.service_id!r}, but {allowed}",
             message.service_id,
-            _SERVICE_ID_SOURCE,
+            context.version,
         )
 
 
@@ -237,7 +317,7 @@ def check_service_id_after_empty_stream(message: TunnelMessage, context: RuleCon
             f"{message.type_name} has serviceId {message.service_id!r}, but a stream on this "
             "connection was started without a service id",
             message.service_id,
-            _SERVICE_ID_SOURCE,
+            context.version,
         )
 
 
@@ -255,7 +335,7 @@ def check_data_after_stream_start(message: TunnelMessage, context: RuleContext) 
             f"DATA on stream {message.stream_id} for service id {service}, which has had no "
             "STREAM_START on this connection",
             message.service_id,
-            _SERVICE_ID_SOURCE,
+            context.version,
         )
 
 
@@ -277,7 +357,7 @@ def check_connection_start_on_started_stream(message: TunnelMessage, context: Ru
             f"CONNECTION_START on stream {message.stream_id} for service id {service}, but "
             f"{started}",
             message.stream_id,
-            "V3 protocol guide, 'ConnectionStart'",
+            context.version,
         )
 
 

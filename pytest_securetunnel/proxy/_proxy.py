@@ -6,48 +6,40 @@ import asyncio
 import concurrent.futures
 import ssl
 import threading
+import warnings
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any, Final, Literal, TypeVar
 
-from pytest_securetunnel._stopping import note_stop_failure
+from pytest_securetunnel._errors import BackgroundError
+from pytest_securetunnel._lifecycle import AsyncLifecycle, BackgroundErrors, LoopThread
 from pytest_securetunnel.protocol import MessageType, TunnelMessage
-from pytest_securetunnel.service import SecureTunnelFake, Tunnel
+from pytest_securetunnel.service import Mode, SecureTunnelFake, Tunnel
 
 from ._core import ProxyCore
 from ._events import EventLog, EventMatch, ProxyEvent
 from ._peer import Delivery, Peer
-from ._runner import LoopThread
 from ._tls import TlsFiles, TlsMaterial
 
 __all__ = ["Mode", "TunnelProxy", "TunnelProxyError"]
 
-Mode = Literal["source", "destination"]
 _T = TypeVar("_T")
 _STOP_GRACE: Final = 0.2  # seconds stop() waits for closing handshakes before aborting
 
 
-class TunnelProxyError(Exception):
+class TunnelProxyError(BackgroundError):
     """Errors that happened inside the proxy (bugs), re-raised in the caller's thread.
 
     ``errors`` lists them; the first is also the ``__cause__``.
     """
 
-    def __init__(self, errors: list[BaseException]) -> None:
-        """Wrap the recorded ``errors``."""
-        self.errors = list(errors)
-        listed = "\n".join(f"  {type(e).__name__}: {e}" for e in self.errors)
-        super().__init__(
-            f"{len(self.errors)} unexpected error(s) inside pytest-securetunnel's proxy "
-            f"(a bug: please report it):\n{listed}"
-        )
+    component = "pytest-securetunnel's proxy"
 
 
 def _tunnel_id(tunnel: str | Tunnel) -> str:
     return tunnel if isinstance(tunnel, str) else tunnel.tunnel_id
 
 
-class TunnelProxy:
+class TunnelProxy(AsyncLifecycle["TunnelProxy"], BackgroundErrors):
     """A fake AWS IoT Secure Tunneling data plane (``/tunnel`` WebSocket) for a fake.
 
     ``with TunnelProxy(fake) as proxy:`` runs it on its own event loop in a background
@@ -95,12 +87,9 @@ class TunnelProxy:
         self._tls = TlsMaterial(ca) if tls else None
         self._client_context: ssl.SSLContext | None = None
         self._events = EventLog(max_events, max_event_bytes)
-        self._errors: list[BaseException] = []
-        self._errors_lock = threading.Lock()
-        self._reported = 0
         self._core: ProxyCore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner = LoopThread("securetunnel-proxy", self._record_error)
+        self._runner: LoopThread | None = None
         self._ports: tuple[int, int | None] | None = None
         self._files: TlsFiles | None = None
         self._region = fake.default_region
@@ -113,71 +102,63 @@ class TunnelProxy:
 
     # -- lifecycle -------------------------------------------------------------------
 
+    error_type = TunnelProxyError
+
     def start(self) -> TunnelProxy:
         """Run the proxy on its own event loop in a background thread; return it."""
         if self._loop is not None:
             raise RuntimeError("TunnelProxy is already running; stop() it first")
-        self._runner.start(self._open, self._close)
+        runner = LoopThread("securetunnel-proxy", self._record_error).start()
+        try:
+            runner.run(self._open())
+        except BaseException:
+            runner.stop()
+            raise
+        self._runner = runner
         return self
 
     def stop(self) -> None:
         """Close every connection and the servers, join the thread, raise recorded errors."""
-        if self._runner.running:
-            self._runner.stop(timeout=self.close_timeout + 10.0)
+        runner = self._runner
+        if runner is not None:
+            if runner.in_thread():
+                raise RuntimeError("the proxy cannot be stopped from its own thread")
+            timeout = self.close_timeout + 10.0
+            try:
+                runner.run(self._close(), timeout)
+            finally:
+                runner.stop(timeout)
+                self._runner = None
         elif self._loop is not None:
-            raise RuntimeError("this TunnelProxy runs on an event loop: use `await astop()`")
+            raise RuntimeError("this TunnelProxy runs on an event loop: use `await stop_async()`")
         self.check()
 
-    async def astart(self) -> TunnelProxy:
+    async def start_async(self) -> TunnelProxy:
         """Run the proxy on the running event loop (the caller's); return it."""
         if self._loop is not None:
             raise RuntimeError("TunnelProxy is already running; stop it first")
         await self._open()
         return self
 
-    async def astop(self) -> None:
-        """Stop a proxy started with :meth:`astart`; raise recorded errors."""
-        if self._runner.running:
+    async def stop_async(self) -> None:
+        """Stop a proxy started with :meth:`start_async`; raise recorded errors."""
+        if self._runner is not None:
             raise RuntimeError("this TunnelProxy runs in a thread: use stop()")
         if self._loop is not None:
             await self._close()
         self.check()
 
-    def __enter__(self) -> TunnelProxy:
-        """Start in a background thread."""
-        return self.start()
+    async def astart(self) -> TunnelProxy:
+        """Deprecated name of :meth:`start_async`."""
+        warnings.warn(
+            "TunnelProxy.astart() is deprecated: use start_async()", DeprecationWarning, 2
+        )
+        return await self.start_async()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop; errors recorded inside the proxy are raised unless the block raised."""
-        try:
-            self.stop()
-        except Exception as stop_error:
-            if exc is None:
-                raise
-            note_stop_failure(exc, "TunnelProxy", stop_error)
-
-    async def __aenter__(self) -> TunnelProxy:
-        """Start on the running loop."""
-        return await self.astart()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop; errors recorded inside the proxy are raised unless the block raised."""
-        try:
-            await self.astop()
-        except Exception as stop_error:
-            if exc is None:
-                raise
-            note_stop_failure(exc, "TunnelProxy", stop_error)
+    async def astop(self) -> None:
+        """Deprecated name of :meth:`stop_async`."""
+        warnings.warn("TunnelProxy.astop() is deprecated: use stop_async()", DeprecationWarning, 2)
+        await self.stop_async()
 
     async def _open(self) -> None:
         core = ProxyCore(
@@ -219,23 +200,8 @@ class TunnelProxy:
     # -- errors ------------------------------------------------------------------------
 
     def _record_error(self, error: BaseException) -> None:
-        with self._errors_lock:
-            self._errors.append(error)
+        super()._record_error(error)
         self._events.record("error", error=error, reason=f"{type(error).__name__}: {error}")
-
-    @property
-    def errors(self) -> list[BaseException]:
-        """Every unexpected error recorded inside the proxy so far."""
-        with self._errors_lock:
-            return list(self._errors)
-
-    def check(self) -> None:
-        """Raise :class:`TunnelProxyError` for errors recorded since the last check."""
-        with self._errors_lock:
-            new = self._errors[self._reported :]
-            self._reported = len(self._errors)
-        if new:
-            raise TunnelProxyError(new) from new[0]
 
     # -- addresses and TLS -------------------------------------------------------------
 
@@ -423,7 +389,7 @@ class TunnelProxy:
         works too). Raises ``TimeoutError`` listing the latest events if none matches
         within ``timeout`` seconds (real time, whatever the fake's clock says).
         """
-        if self._loop is not None and not self._runner.running and _running_loop() is self._loop:
+        if self._loop is not None and self._runner is None and _running_loop() is self._loop:
             raise RuntimeError(
                 "wait_for() would block the proxy's own event loop: "
                 "use `await proxy.wait_for_async(...)`"

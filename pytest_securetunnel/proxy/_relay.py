@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Coroutine
-from typing import Any, Final, Literal, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 from pytest_securetunnel.protocol import (
     LENGTH_PREFIX_SIZE,
@@ -18,7 +18,7 @@ from pytest_securetunnel.protocol import (
     decode_message,
     validate_message,
 )
-from pytest_securetunnel.service import SecureTunnelFake, Tunnel
+from pytest_securetunnel.service import Mode, SecureTunnelFake, Tunnel
 
 from ._events import EventLog
 from ._peer import Peer
@@ -33,7 +33,6 @@ __all__ = [
     "TunnelRelay",
 ]
 
-_Mode = Literal["source", "destination"]
 OTHER: Final = {"source": "destination", "destination": "source"}
 CLOSED: Final = "Tunnel closed by CloseTunnel"
 EXPIRED: Final = "Tunnel expired: its maxLifetimeTimeoutMinutes elapsed"
@@ -139,7 +138,7 @@ class TunnelRelay:
     def release(self, mode: str) -> None:
         """Tell the fake ``mode`` is disconnected unless a connection still holds it."""
         if mode not in self.peers and self.pending[mode] <= 0:
-            self.owner.fake.connection_closed(self.tunnel, cast("_Mode", mode))
+            self.owner.fake.connection_closed(self.tunnel, cast("Mode", mode))
 
     def _reset_streams(self, peer: Peer | None) -> None:
         if peer is not None:

@@ -14,7 +14,13 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from pytest_securetunnel._realtime import real_monotonic
-from pytest_securetunnel.service import CallRecord, Notification, SecureTunnelFake, Tunnel
+from pytest_securetunnel.service import (
+    CallRecord,
+    Notification,
+    SecureTunnelFake,
+    ServiceError,
+    Tunnel,
+)
 
 #: The path prefix reserved for the admin API.
 ADMIN_PREFIX = "/_securetunnel/"
@@ -32,14 +38,15 @@ ROUTES = (
 )
 
 
-class AdminError(Exception):
-    """A bad admin request: HTTP status, error code and a message naming the value."""
+class AdminError(ServiceError):
+    """A bad admin request: HTTP status, error code and a message naming the value.
+
+    A :class:`~pytest_securetunnel.service.ServiceError` (``code``, ``message``,
+    ``status``), answered as the admin API's JSON error.
+    """
 
     def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+        super().__init__(code, message, status)
 
 
 def tunnel_json(fake: SecureTunnelFake, tunnel: Tunnel, now: float) -> dict[str, Any]:

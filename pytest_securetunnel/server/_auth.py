@@ -21,6 +21,8 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest, HTTPHeaders
 from botocore.credentials import Credentials
 
+from pytest_securetunnel.service import ServiceError
+
 #: The SigV4 signing name of the service (service model ``signingName``).
 SIGNING_NAME = "IoTSecuredTunneling"
 #: How far the request's ``X-Amz-Date`` may be from the server's clock (AWS: 5 minutes).
@@ -33,14 +35,14 @@ _AUTH_RE = re.compile(
 _DATE_RE = re.compile(r"^\d{8}T\d{6}Z$")
 
 
-class AuthError(Exception):
-    """A request that fails authentication: AWS error code, message, HTTP 403."""
+class AuthError(ServiceError):
+    """A request that fails authentication: AWS error code, message, HTTP 403.
+
+    A :class:`~pytest_securetunnel.service.ServiceError` whose ``status`` is 403.
+    """
 
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.status = 403
+        super().__init__(code, message, 403)
 
 
 @dataclass(frozen=True)

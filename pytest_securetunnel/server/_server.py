@@ -8,12 +8,12 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from pytest_securetunnel._errors import BackgroundError
+from pytest_securetunnel._lifecycle import BackgroundErrors, Lifecycle
 from pytest_securetunnel._realtime import real_monotonic
 from pytest_securetunnel._sigv4 import sigv4_scope
-from pytest_securetunnel._stopping import note_stop_failure
 from pytest_securetunnel.service import (
     FakeInternalError,
     SecureTunnelFake,
@@ -37,16 +37,13 @@ logger = logging.getLogger("pytest_securetunnel.server")
 _JSON = "application/x-amz-json-1.1"
 
 
-class SecureTunnelServerError(Exception):
-    """Errors that happened inside the server's threads (bugs), re-raised by ``check()``."""
+class SecureTunnelServerError(BackgroundError):
+    """Errors that happened inside the server's threads (bugs), re-raised by ``check()``.
 
-    def __init__(self, errors: list[BaseException]) -> None:
-        self.errors = list(errors)
-        listed = "\n".join(f"  {type(e).__name__}: {e}" for e in self.errors)
-        super().__init__(
-            f"{len(self.errors)} unexpected error(s) inside pytest-securetunnel's server "
-            f"(a bug: please report it):\n{listed}"
-        )
+    ``errors`` lists them; the first is also the ``__cause__``.
+    """
+
+    component = "pytest-securetunnel's server"
 
 
 @dataclass(frozen=True)
@@ -80,7 +77,7 @@ def _error(code: str, message: str, status: int) -> tuple[int, dict[str, str], b
     return status, {"Content-Type": _JSON, "x-amzn-ErrorType": code}, body
 
 
-class SecureTunnelServer:
+class SecureTunnelServer(Lifecycle["SecureTunnelServer"], BackgroundErrors):
     """The fake served over real sockets: AWS JSON 1.1 over HTTP, plus the data plane.
 
     ``with SecureTunnelServer() as server:`` listens on an ephemeral port of 127.0.0.1
@@ -156,8 +153,6 @@ class SecureTunnelServer:
         self._prefix = target_prefix()
         self._lock = threading.Lock()
         self._call_lock = threading.Lock()
-        self._errors: list[BaseException] = []
-        self._reported = 0
         self._requests: deque[RequestRecord] = deque(maxlen=10_000)
         self._stopping = threading.Event()
         self._admin = Admin(self.fake, self.info, self._stopping, self._call_lock)
@@ -169,6 +164,8 @@ class SecureTunnelServer:
         return f"<SecureTunnelServer {state} data={self.data_endpoint if self._data else None}>"
 
     # -- lifecycle ---------------------------------------------------------------------
+
+    error_type = SecureTunnelServerError
 
     def start(self) -> SecureTunnelServer:
         """Listen and serve in background threads; return the server."""
@@ -204,22 +201,6 @@ class SecureTunnelServer:
             if data is not None:
                 data.stop()
         self.check()
-
-    def __enter__(self) -> SecureTunnelServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            self.stop()
-        except Exception as stop_error:
-            if exc is None:
-                raise
-            note_stop_failure(exc, "SecureTunnelServer", stop_error)
 
     @property
     def running(self) -> bool:
@@ -313,20 +294,6 @@ class SecureTunnelServer:
         """The requests answered so far (the latest 10 000), oldest first."""
         with self._lock:
             return list(self._requests)
-
-    @property
-    def errors(self) -> list[BaseException]:
-        """Every unexpected error recorded inside the server so far."""
-        with self._lock:
-            return list(self._errors)
-
-    def check(self) -> None:
-        """Raise :class:`SecureTunnelServerError` for errors recorded since the last check."""
-        with self._lock:
-            new = self._errors[self._reported :]
-            self._reported = len(self._errors)
-        if new:
-            raise SecureTunnelServerError(new) from new[0]
 
     # -- the application -------------------------------------------------------------------
 
@@ -447,8 +414,7 @@ class SecureTunnelServer:
         return wire.status, dict(wire.headers), wire.body
 
     def _record_error(self, error: BaseException) -> None:
-        with self._lock:
-            self._errors.append(error)
+        super()._record_error(error)
         logger.error("internal error: %s: %s", type(error).__name__, error)
 
 

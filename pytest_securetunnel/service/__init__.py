@@ -22,13 +22,14 @@ from pytest_securetunnel.service._notifications import (
     Notifications,
     SubscriberError,
 )
-from pytest_securetunnel.service._state import ConnectionState, TokenRecord, Tunnel
+from pytest_securetunnel.service._state import ConnectionState, Mode, TokenRecord, Tunnel
 
 __all__ = [
     "CallRecord",
     "Clock",
     "ConnectionState",
     "FakeInternalError",
+    "Mode",
     "Notification",
     "Notifications",
     "Quotas",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pytest_securetunnel._errors import SecureTunnelError
 
-class ServiceError(Exception):
+
+class ServiceError(SecureTunnelError):
     """An error the service answers with: an AWS error code, message and HTTP status."""
 
     def __init__(self, code: str, message: str, status: int = 400) -> None:
@@ -33,7 +35,7 @@ def limit_exceeded(message: str) -> ServiceError:
     return ServiceError("LimitExceededException", message)
 
 
-class UnknownRegionError(ValueError):
+class UnknownRegionError(SecureTunnelError, ValueError):
     """A region with no AWS IoT Secure Tunneling endpoint: no real client can reach it there.
 
     ``region`` is the name asked for, ``known`` every region the fake accepts.
@@ -52,14 +54,14 @@ class UnknownRegionError(ValueError):
         )
 
 
-class FakeInternalError(RuntimeError):
+class FakeInternalError(SecureTunnelError, RuntimeError):
     """A bug inside pytest-securetunnel's fake, never an answer AWS would give.
 
     Raised instead of a wrong answer, so a test fails loudly and names the fake.
     """
 
 
-class Refusal(Exception):
+class Refusal(SecureTunnelError):
     """A refused data-plane handshake: HTTP status, body and optional ``X-Status-Reason``.
 
     Every refusal is HTTP 400, never 5xx, since clients retry 5xx forever

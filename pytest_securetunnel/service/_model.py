@@ -19,6 +19,8 @@ import regex
 from botocore.exceptions import UnknownRegionError
 from botocore.model import OperationModel, ServiceModel, Shape
 
+from pytest_securetunnel._errors import SecureTunnelError
+
 SERVICE_NAME = "iotsecuretunneling"
 
 
@@ -224,7 +226,7 @@ def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
 
-class SerializationError(Exception):
+class SerializationError(SecureTunnelError):
     """The request body does not fit the operation's shape (wrong JSON types)."""
 
 

@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
+from pytest_securetunnel._errors import SecureTunnelError
+
 
 def notify_topic(thing_name: str) -> str:
     """The reserved MQTT topic a device subscribes to for tunnel notifications."""
@@ -54,7 +56,7 @@ class Notification:
 Subscriber = Callable[[Notification], None]
 
 
-class SubscriberError(Exception):
+class SubscriberError(SecureTunnelError):
     """Errors raised by notification subscribers, re-raised where the test can see them.
 
     A subscriber (a device agent under test) cannot break the API call that published:

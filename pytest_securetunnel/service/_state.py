@@ -11,6 +11,8 @@ if TYPE_CHECKING:
     from pytest_securetunnel.service._clock import Clock
 
 TunnelStatus = Literal["OPEN", "CLOSED"]
+#: A tunnel's two ends, as the API names them (``sourceConnectionState``, ...). The
+#: tunneling protocol's :class:`~pytest_securetunnel.protocol.ClientMode` has these values.
 Mode = Literal["source", "destination"]
 
 DEFAULT_LIFETIME_MINUTES = 720  # service model, TimeoutConfig: default 12 hours

@@ -17,6 +17,7 @@ from pytest_securetunnel.protocol import (
     encode_frame,
     encode_message,
 )
+from pytest_securetunnel.protocol.rules import RULES, RULES_BY_ID
 
 __all__ = [
     "MALFORMED_RULES",
@@ -312,41 +313,16 @@ class MalformedFrame:
     accepted: tuple[TunnelMessage, ...] = ()
 
 
-#: Rule ids :func:`malformed_frames` can break (those of ``protocol/rules.py`` plus the
-#: decoding rules ``unknown-field`` and ``malformed-message``).
-MALFORMED_RULES = (
-    "type-zero",
-    "type-unknown",
-    "session-reset-from-client",
-    "service-ids-from-client",
-    "type-not-in-version",
-    "stream-start-from-destination",
-    "field-not-in-version",
-    "stream-id-zero",
-    "payload-too-large",
-    "service-id-unknown",
-    "service-id-after-empty-stream",
-    "data-before-stream-start",
-    "connection-start-without-stream",
-    "unknown-field",
-    "malformed-message",
-)
+#: Rule ids :func:`malformed_frames` can break: every rule of the protocol's catalogue
+#: (:data:`pytest_securetunnel.protocol.rules.RULES`), in the order they are checked.
+MALFORMED_RULES = tuple(rule.id for rule in RULES)
 
 
 def _applies(rule: str, version: ProtocolVersion, mode: ClientMode, services: bool) -> bool:
-    if rule == "type-not-in-version":
-        return version < ProtocolVersion.V3
-    if rule == "stream-start-from-destination":
-        return mode is ClientMode.DESTINATION
-    if rule == "field-not-in-version":
-        return not version.has_connection_ids
-    if rule == "service-id-unknown":
-        return version.has_service_ids
-    if rule == "service-id-after-empty-stream":
-        return version.has_service_ids and mode is ClientMode.SOURCE and services
-    if rule == "connection-start-without-stream":
-        return version.has_connection_ids
-    return True
+    if not RULES_BY_ID[rule].applies(version, mode):
+        return False
+    # Breaking it takes a stream started with a service id and one without.
+    return services or rule != "service-id-after-empty-stream"
 
 
 def _varint(value: int) -> bytes:

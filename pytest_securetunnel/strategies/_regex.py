@@ -19,6 +19,8 @@ from typing import Any
 import regex
 from hypothesis import strategies as st
 
+from pytest_securetunnel._errors import SecureTunnelError
+
 __all__ = [
     "UnsupportedPattern",
     "any_text",
@@ -74,7 +76,7 @@ _COMPACT_EXTRA = 3
 _SEED_SIZE = 8
 
 
-class UnsupportedPattern(ValueError):
+class UnsupportedPattern(SecureTunnelError, ValueError):
     """A model pattern uses regular-expression syntax this module cannot generate from."""
 
 

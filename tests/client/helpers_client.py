@@ -8,7 +8,7 @@ import threading
 
 from fake_tunnel_server import FakeTunnelServer
 
-from pytest_securetunnel.client._loop_thread import LoopThread
+from pytest_securetunnel._lifecycle import LoopThread
 
 
 def open_fds() -> set[str]:
@@ -25,7 +25,7 @@ class ThreadedServer:
     """A FakeTunnelServer on its own loop thread, for synchronous tests."""
 
     def __init__(self, services: list[str]) -> None:
-        self.thread = LoopThread("FakeTunnelServer")
+        self.thread = LoopThread("FakeTunnelServer").start()
         self.server = FakeTunnelServer(services)
         self.thread.run(self.server.start())
 
