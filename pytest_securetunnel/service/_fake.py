@@ -788,6 +788,9 @@ def _rotate(fake: SecureTunnelFake, backend: Backend, params: Params) -> Params:
         else:
             tunnel.destination_token = new
             result["destinationAccessToken"] = new
+    # Listeners hear of a revocation once every rotated side is revoked, so none of them
+    # sees one side's old token still valid.
+    for side in _ROTATE_MODES[mode]:
         fake._emit("revoked", tunnel, side)
     tunnel.updated_at = now
     tunnel.events.append((now, f"rotated {mode}"))
