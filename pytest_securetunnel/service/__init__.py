@@ -22,12 +22,13 @@ from pytest_securetunnel.service._notifications import (
     Notifications,
     SubscriberError,
 )
-from pytest_securetunnel.service._state import ConnectionState, TokenRecord, Tunnel
+from pytest_securetunnel.service._state import ConnectionState, DataPlaneEvent, TokenRecord, Tunnel
 
 __all__ = [
     "CallRecord",
     "Clock",
     "ConnectionState",
+    "DataPlaneEvent",
     "FakeInternalError",
     "Notification",
     "Notifications",
