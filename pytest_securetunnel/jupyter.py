@@ -9,6 +9,7 @@ taken from the fake is escaped, and access tokens are masked.
 SecureTunnelFake seed=1 at ...
 Tunnels: none
 Recent calls: none
+Data plane: none
 Device notifications: none
 """
 
@@ -23,7 +24,14 @@ from typing import Any
 
 from pytest_securetunnel import _timeline
 from pytest_securetunnel.report import mask_token, summary
-from pytest_securetunnel.service import CallRecord, Clock, Notification, SecureTunnelFake, Tunnel
+from pytest_securetunnel.service import (
+    CallRecord,
+    Clock,
+    DataPlaneEvent,
+    Notification,
+    SecureTunnelFake,
+    Tunnel,
+)
 
 #: What a tunnel view reads the time from: the fake, its clock, epoch seconds, or
 #: ``None`` for the wall clock.
@@ -45,6 +53,7 @@ _STATUS_COLOURS = {
     "CLOSED": "#6e7781",
     "CONNECTED": "#1a7f37",
     "DISCONNECTED": "#6e7781",
+    "REFUSED": "#cf222e",
 }
 
 _STYLE = (
@@ -73,7 +82,7 @@ def format_duration(seconds: float) -> str:
 
 def lifetime_left(tunnel: Tunnel, now: float) -> float | None:
     """Seconds until ``tunnel`` expires at time ``now``, or ``None`` once it is CLOSED."""
-    if tunnel.status(now) == "CLOSED":
+    if tunnel.status_at(now) == "CLOSED":
         return None
     return tunnel.expires_at - now
 
@@ -154,6 +163,21 @@ def _notification_text(note: Notification) -> str:
     return f"{note.topic} ({note.reason}) tunnel {note.tunnel_id} services {services} token {token}"
 
 
+def _data_plane_text(event: DataPlaneEvent) -> str:
+    tunnel = event.tunnel_id or "(unknown token)"
+    return f"{event.text}, tunnel {tunnel}"
+
+
+def _offset_text(fake: SecureTunnelFake, event: DataPlaneEvent) -> str:
+    """When ``event`` happened, as an offset from its tunnel's creation (else a UTC time)."""
+    if event.tunnel_id is not None:
+        try:
+            return "+" + format_duration(event.time - fake.tunnel(event.tunnel_id).created_at)
+        except KeyError:
+            pass
+    return _iso(event.time)
+
+
 def _recent(items: Sequence[Any], limit: int) -> list[tuple[int, Any]]:
     start = max(0, len(items) - limit)
     return list(enumerate(list(items)[start:], start=start + 1))
@@ -170,7 +194,7 @@ def render_tunnel_text(tunnel: Tunnel, fake: TimeSource = None) -> str:
     """
     now = _now(fake)
     lines = [
-        f"Tunnel {tunnel.tunnel_id} {tunnel.status(now)} "
+        f"Tunnel {tunnel.tunnel_id} {tunnel.status_at(now)} "
         f"({tunnel.account_id} {tunnel.region}, {_lifetime_text(tunnel, now)})",
         f"  source {_connection_status(tunnel, now, 'sourceConnectionState')}, "
         f"destination {_connection_status(tunnel, now, 'destinationConnectionState')}",
@@ -184,8 +208,11 @@ def render_tunnel_text(tunnel: Tunnel, fake: TimeSource = None) -> str:
     return "\n".join(lines)
 
 
-def render_fake_text(fake: SecureTunnelFake, *, calls: int = 10, notifications: int = 10) -> str:
-    """The fake's state as text: tunnels, the last ``calls`` calls, recent notifications."""
+def render_fake_text(
+    fake: SecureTunnelFake, *, calls: int = 10, notifications: int = 10, data_plane: int = 10
+) -> str:
+    """The fake's state as text: tunnels, the last ``calls`` calls, the last ``data_plane``
+    data-plane events (connects, refusals, closes) and recent notifications."""
     now = fake.clock.time()
     lines = [f"SecureTunnelFake seed={fake.seed} at {_iso(now)}"]
     tunnels = _all_tunnels(fake)
@@ -202,6 +229,15 @@ def render_fake_text(fake: SecureTunnelFake, *, calls: int = 10, notifications: 
         lines.append(
             f"  {number:>3}. {record.operation}({_call_params(record)}) -> {_call_outcome(record)}"
         )
+    events = fake.data_plane_events
+    recent_events = _recent(events, data_plane)
+    lines.append(
+        f"Data plane: {len(recent_events)} of {len(events)}"
+        if recent_events
+        else "Data plane: none"
+    )
+    for number, event in recent_events:
+        lines.append(f"  {number:>3}. {_offset_text(fake, event):>8}  {_data_plane_text(event)}")
     recent_notes = _recent(fake.notifications, notifications)
     lines.append(
         f"Device notifications: {len(recent_notes)} of {len(fake.notifications)}"
@@ -258,7 +294,7 @@ def render_tunnel_html(tunnel: Tunnel, fake: TimeSource = None) -> str:
     without it, the wall clock.
     """
     now = _now(fake)
-    status = tunnel.status(now)
+    status = tunnel.status_at(now)
     description = (
         f"<div>{escape(tunnel.description)}</div>" if tunnel.description is not None else ""
     )
@@ -287,14 +323,41 @@ def render_tunnel_html(tunnel: Tunnel, fake: TimeSource = None) -> str:
     )
 
 
-def render_fake_html(fake: SecureTunnelFake, *, calls: int = 10, notifications: int = 10) -> str:
-    """The fake's state as HTML: tunnels, the last ``calls`` calls, recent notifications."""
+def _data_plane_html(fake: SecureTunnelFake, limit: int) -> str:
+    events = fake.data_plane_events
+    recent = _recent(events, limit)
+    head = f"<h4 style='margin: 6px 0 2px'>Data plane ({len(recent)} of {len(events)})</h4>"
+    if not recent:
+        return head
+    rows = (
+        (
+            str(number),
+            escape(_offset_text(fake, event)),
+            f"<code>{escape(event.tunnel_id or '(unknown token)')}</code>",
+            escape(event.mode),
+            _badge(event.kind.upper()),
+            escape("" if event.code is None else str(event.code)),
+            escape(event.reason or ""),
+        )
+        for number, event in recent
+    )
+    return head + _table(
+        ("#", "when", "tunnel", "side", "event", "status / close code", "reason"), rows
+    )
+
+
+def render_fake_html(
+    fake: SecureTunnelFake, *, calls: int = 10, notifications: int = 10, data_plane: int = 10
+) -> str:
+    """The fake's state as HTML: tunnels, the last ``calls`` calls, the last ``data_plane``
+    data-plane events (connects, refusals with status and reason, closes with code and
+    reason) and recent notifications."""
     now = fake.clock.time()
     tunnels = _all_tunnels(fake)
     tunnel_rows = [
         (
             f"<code>{escape(t.tunnel_id)}</code>",
-            _badge(t.status(now)),
+            _badge(t.status_at(now)),
             _badge(_connection_status(t, now, "sourceConnectionState")),
             _badge(_connection_status(t, now, "destinationConnectionState")),
             escape(_lifetime_text(t, now)),
@@ -350,6 +413,7 @@ def render_fake_html(fake: SecureTunnelFake, *, calls: int = 10, notifications: 
                 ),
             )
         )
+    parts.append(_data_plane_html(fake, data_plane))
     recent_notes = _recent(fake.notifications, notifications)
     parts.append(
         f"<h4 style='margin: 6px 0 2px'>Device notifications ({len(recent_notes)} of "

@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_securetunnel._scopes import ScopedRoutes
 from pytest_securetunnel.contract import plugin as _contract
 from pytest_securetunnel.contract.plugin import (
     securetunnel_contract,
     securetunnel_contract_client,
     securetunnel_data_endpoint,
 )
-from pytest_securetunnel.mock import guard_real_calls, mock_securetunneling
+from pytest_securetunnel.mock import attach, guard_real_calls, mock_securetunneling
 from pytest_securetunnel.report import format_calls
 from pytest_securetunnel.server import securetunnel_server as _securetunnel_server
 from pytest_securetunnel.service import Clock, Mode, Quotas, SecureTunnelFake
@@ -33,14 +34,19 @@ __all__ = [
     "securetunnel_contract_client",
     "securetunnel_data_endpoint",
     "securetunnel_localproxy",
+    "securetunnel_module",
+    "securetunnel_module_client",
     "securetunnel_mqtt",
     "securetunnel_proxy",
     "securetunnel_server",
+    "securetunnel_session",
+    "securetunnel_session_client",
 ]
 
 _FAKE_KEY = pytest.StashKey[SecureTunnelFake]()
 _LOCALPROXIES_KEY = pytest.StashKey[list["ReferenceLocalProxy"]]()
 _GUARD_KEY = pytest.StashKey[Callable[[], None]]()
+_SCOPED_KEY = pytest.StashKey[ScopedRoutes]()
 
 securetunnel_server = pytest.fixture(_securetunnel_server)
 
@@ -205,14 +211,79 @@ def _region_names(given: str | Iterable[str]) -> list[str]:
 @pytest.fixture
 def securetunnel_client(securetunnel: SecureTunnelFake) -> Any:
     """A boto3 ``iotsecuretunneling`` client in the fake's default region, with test keys."""
-    boto3 = _import_for("securetunnel_client", "boto3", "boto3", "boto3")
+    return _new_client("securetunnel_client", securetunnel)
 
+
+def _new_client(fixture: str, fake: SecureTunnelFake) -> Any:
+    boto3 = _import_for(fixture, "boto3", "boto3", "boto3")
     return boto3.client(
         "iotsecuretunneling",
-        region_name=securetunnel.default_region,
+        region_name=fake.default_region,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
+
+
+def _scoped_fake(request: pytest.FixtureRequest, scope: str) -> Iterator[SecureTunnelFake]:
+    """A fake for ``scope``, configured by the command line, routed while the scope runs."""
+    config = request.config
+    try:
+        fake = SecureTunnelFake(
+            seed=config.getoption("securetunnel_seed"),
+            extra_regions=_region_names(config.getoption("securetunnel_extra_region")),
+        )
+    except ValueError as exc:
+        raise pytest.UsageError(f"securetunnel_{scope} fixture: {exc}") from None
+    routes = config.stash.setdefault(_SCOPED_KEY, ScopedRoutes())
+    mock = routes.start(scope, fake, http=bool(config.getoption("securetunnel_http")))
+    try:
+        yield fake
+    finally:
+        routes.stop(mock)
+
+
+def _attached_client(request: pytest.FixtureRequest, fixture: str, fake: SecureTunnelFake) -> Any:
+    """A boto3 client that answers to ``fake`` alone, whatever else is active."""
+    client = _new_client(fixture, fake)
+    attachment = attach(client, fake, http=bool(request.config.getoption("securetunnel_http")))
+    request.addfinalizer(attachment.detach)
+    return client
+
+
+@pytest.fixture(scope="session")
+def securetunnel_session(request: pytest.FixtureRequest) -> Iterator[SecureTunnelFake]:
+    """One :class:`SecureTunnelFake` for the whole run, never reset between tests.
+
+    Clients answer to it while no narrower fake (``securetunnel_module``, ``securetunnel``)
+    is active. Seed, HTTP mode and extra regions come from the command-line options.
+    """
+    yield from _scoped_fake(request, "session")
+
+
+@pytest.fixture(scope="module")
+def securetunnel_module(request: pytest.FixtureRequest) -> Iterator[SecureTunnelFake]:
+    """One :class:`SecureTunnelFake` for the tests of one module, never reset between them.
+
+    Clients answer to it while the module's tests run, except in a test that uses
+    ``securetunnel`` (the narrowest fake answers). Configured as ``securetunnel_session``.
+    """
+    yield from _scoped_fake(request, "module")
+
+
+@pytest.fixture(scope="session")
+def securetunnel_session_client(
+    request: pytest.FixtureRequest, securetunnel_session: SecureTunnelFake
+) -> Any:
+    """A boto3 client that always answers to ``securetunnel_session``."""
+    return _attached_client(request, "securetunnel_session_client", securetunnel_session)
+
+
+@pytest.fixture(scope="module")
+def securetunnel_module_client(
+    request: pytest.FixtureRequest, securetunnel_module: SecureTunnelFake
+) -> Any:
+    """A boto3 client that always answers to ``securetunnel_module``."""
+    return _attached_client(request, "securetunnel_module_client", securetunnel_module)
 
 
 @pytest.fixture

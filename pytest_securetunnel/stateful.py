@@ -90,8 +90,8 @@ class ModelTunnel:
         candidates = [t for t in (self.closed_at, expiry) if t is not None and t <= now]
         return min(candidates) if candidates else None
 
-    def status(self, now: float) -> str:
-        """``OPEN`` or ``CLOSED`` at ``now``."""
+    def status_at(self, now: float) -> str:
+        """``OPEN`` or ``CLOSED`` at ``now`` (named as on :class:`~pytest_securetunnel.Tunnel`)."""
         return "OPEN" if self.ended_at(now) is None else "CLOSED"
 
     def visible(self, now: float) -> bool:
@@ -113,7 +113,7 @@ class ReferenceModel:
 
     def open_count(self, now: float) -> int:
         """Tunnels that count against the open-tunnels quota."""
-        return sum(1 for t in self.tunnels if not t.deleted and t.status(now) == "OPEN")
+        return sum(1 for t in self.tunnels if not t.deleted and t.status_at(now) == "OPEN")
 
     def listed(self, now: float, thing_name: str | None) -> list[str]:
         """The IDs ListTunnels must return: visible ones, newest first."""
@@ -303,8 +303,9 @@ class TunnelLifecycle(RuleBasedStateMachine):
         if expect is not None:
             return
         shown = result["tunnel"]
-        assert shown["status"] == tunnel.status(self.now()), (
-            f"tunnel {tunnel_id} is {shown['status']}, the model says {tunnel.status(self.now())}"
+        expected = tunnel.status_at(self.now())
+        assert shown["status"] == expected, (
+            f"tunnel {tunnel_id} is {shown['status']}, the model says {expected}"
         )
         assert shown["destinationConfig"]["services"] == tunnel.services
         assert shown["destinationConfig"].get("thingName") == tunnel.thing_name
@@ -336,7 +337,7 @@ class TunnelLifecycle(RuleBasedStateMachine):
         """Rotation returns only the rotated tokens and revokes the old ones."""
         tunnel = self.model.find(tunnel_id)
         expect = self._expect_missing(tunnel)
-        if expect is None and tunnel.status(self.now()) == "CLOSED":
+        if expect is None and tunnel.status_at(self.now()) == "CLOSED":
             expect = "InvalidRequestException"  # docs/fidelity.md: rotate on a CLOSED tunnel
         result = self.call(
             "rotate_tunnel_access_token", expect, tunnelId=tunnel_id, clientMode=mode
@@ -410,7 +411,7 @@ class TunnelLifecycle(RuleBasedStateMachine):
         assert self.fake is not None
         self.fake.clock.advance(minutes=minutes)
         for tunnel in self.model.tunnels:
-            if tunnel.live and tunnel.status(self.now()) == "CLOSED":
+            if tunnel.live and tunnel.status_at(self.now()) == "CLOSED":
                 self._expect_dropped(tunnel, list(tunnel.live), 1000)
 
     # -- data plane -----------------------------------------------------------------
@@ -451,7 +452,9 @@ class TunnelLifecycle(RuleBasedStateMachine):
         tunnel = self.model.find(tunnel_id)
         token = tunnel.token(mode)
         now = self.now()
-        refused = not tunnel.visible(now) or tunnel.status(now) == "CLOSED" or token in tunnel.used
+        refused = (
+            not tunnel.visible(now) or tunnel.status_at(now) == "CLOSED" or token in tunnel.used
+        )
         note(f"connect {mode} of {tunnel_id} with its current token")
         try:
             client = SyncTunnelClient.connect(self.proxy.endpoint, token, mode)
@@ -549,8 +552,8 @@ class TunnelLifecycle(RuleBasedStateMachine):
         for tunnel in self.model.tunnels:
             if tunnel.visible(now):
                 shown = self.fake.status(self.fake.tunnel(tunnel.tunnel_id))
-                assert shown == tunnel.status(now), (
-                    f"tunnel {tunnel.tunnel_id} is {shown}, the model says {tunnel.status(now)}"
+                assert shown == tunnel.status_at(now), (
+                    f"tunnel {tunnel.tunnel_id} is {shown}, the model says {tunnel.status_at(now)}"
                 )
 
 

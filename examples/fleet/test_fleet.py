@@ -45,7 +45,7 @@ def test_end_sessions_pages_through_every_tunnel(
     )
 
     assert fleet.end_sessions("robot-1") == 2
-    assert [securetunnel.status(t) for t in securetunnel.tunnels()] == ["CLOSED", "OPEN", "CLOSED"]
+    assert [t.status for t in securetunnel.tunnels()] == ["CLOSED", "OPEN", "CLOSED"]
 
 
 @pytest.mark.securetunnel(open_tunnels=1)

@@ -22,7 +22,7 @@ class SessionsMachine(TunnelLifecycle):
     def start_a_session(self, device: str) -> None:
         now = self.now()
         open_before = [
-            t for t in self.model.tunnels if t.thing_name == device and t.status(now) == "OPEN"
+            t for t in self.model.tunnels if t.thing_name == device and t.status_at(now) == "OPEN"
         ]
         if not open_before and self.model.open_count(now) >= self.quotas.open_tunnels:
             return  # our code would hit the quota; not what this rule checks

@@ -370,7 +370,7 @@ class ProxyCore:
 
     async def _finish(self, relay: TunnelRelay, peer: Peer) -> None:
         peer.ws.sink = None
-        relay.detach(peer)
+        relay.detach(peer, *_first_close(peer.ws))
         if relay.idle:
             self.relays.pop(relay.tunnel_id, None)
         writer = peer.stop_writer()

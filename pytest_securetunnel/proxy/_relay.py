@@ -129,16 +129,16 @@ class TunnelRelay:
         elif record is None or record.revoked:
             self.close(peer, 1008, REVOKED)
 
-    def detach(self, peer: Peer) -> None:
-        """Forget a connection that ended; update the fake's connection state."""
+    def detach(self, peer: Peer, code: int | None = None, reason: str | None = None) -> None:
+        """Forget a connection that ended (with close ``code``/``reason``); tell the fake."""
         if self.peers.get(peer.mode) is peer:
             del self.peers[peer.mode]
-        self.release(peer.mode)
+        self.release(peer.mode, code, reason)
 
-    def release(self, mode: str) -> None:
+    def release(self, mode: str, code: int | None = None, reason: str | None = None) -> None:
         """Tell the fake ``mode`` is disconnected unless a connection still holds it."""
         if mode not in self.peers and self.pending[mode] <= 0:
-            self.owner.fake.connection_closed(self.tunnel, cast("Mode", mode))
+            self.owner.fake.connection_closed(self.tunnel, cast("Mode", mode), code, reason)
 
     def _reset_streams(self, peer: Peer | None) -> None:
         if peer is not None:

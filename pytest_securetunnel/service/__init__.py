@@ -22,12 +22,19 @@ from pytest_securetunnel.service._notifications import (
     Notifications,
     SubscriberError,
 )
-from pytest_securetunnel.service._state import ConnectionState, Mode, TokenRecord, Tunnel
+from pytest_securetunnel.service._state import (
+    ConnectionState,
+    DataPlaneEvent,
+    Mode,
+    TokenRecord,
+    Tunnel,
+)
 
 __all__ = [
     "CallRecord",
     "Clock",
     "ConnectionState",
+    "DataPlaneEvent",
     "FakeInternalError",
     "Mode",
     "Notification",

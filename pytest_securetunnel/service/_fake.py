@@ -16,7 +16,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import botocore
 from botocore.exceptions import InvalidRegionError
@@ -39,6 +39,7 @@ from pytest_securetunnel.service._state import (
     DEFAULT_LIFETIME_MINUTES,
     Backend,
     ConnectionState,
+    DataPlaneEvent,
     ListSnapshot,
     Mode,
     TokenRecord,
@@ -161,6 +162,7 @@ class SecureTunnelFake:
         self._tokens: dict[str, TokenRecord] = {}
         # Request bodies that passed model validation, so a repeated call skips it.
         self._valid_bodies: dict[tuple[str, bytes], None] = {}
+        self._data_plane: list[DataPlaneEvent] = []
 
     # -- inspection ---------------------------------------------------------------
 
@@ -226,7 +228,18 @@ class SecureTunnelFake:
         """``OPEN`` or ``CLOSED`` now, by the fake's clock (deadlines passed are applied)."""
         with self._lock:
             now = self._refresh_all()
-            return tunnel.status(now)
+            return tunnel.status_at(now)
+
+    @property
+    def data_plane_events(self) -> list[DataPlaneEvent]:
+        """The data plane's connects, refusals and closes, oldest first.
+
+        Those of the tunnels the fake holds (a close reported after the tunnel was
+        deleted, or after :meth:`reset`, is on that tunnel's ``data_plane`` only), and
+        refusals of tokens it does not know. :meth:`reset` forgets them.
+        """
+        with self._lock:
+            return list(self._data_plane)
 
     def add_listener(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(event, tunnel, mode)`` on ``closed``, ``deleted`` and ``revoked``.
@@ -263,69 +276,129 @@ class SecureTunnelFake:
         mode's connection state becomes CONNECTED. ``region`` is the region of the data
         endpoint the handshake came to (``None``: any); a token of another region's tunnel
         is refused as an unknown token. Rules: V3 protocol guide ("access-token",
-        "client-token") and docs/fidelity.md (data plane).
+        "client-token") and docs/fidelity.md (data plane). Admissions and refusals are
+        recorded (:attr:`data_plane_events`, the tunnel's ``data_plane`` and ``events``).
         """
         with self._lock:
-            record = self._tokens.get(token)
-            if record is None or (region is not None and record.region != region):
-                raise Refusal("Invalid access token: The access token is not valid.")
-            backend = self.backend(record.account_id, record.region)
-            now = self._refresh_all()
-            tunnel = backend.tunnels.get(record.tunnel_id)
-            if tunnel is None or tunnel.status(now) == "CLOSED":
-                raise Refusal("Tunnel is closed", reason="Tunnel is closed")
-            if record.revoked:
-                raise Refusal(
-                    "Invalid access token: The access token was revoked by "
-                    "RotateTunnelAccessToken and can not be used again."
-                )
-            if record.mode != mode:
-                raise Refusal(
-                    f"Invalid local proxy mode: the access token is for {record.mode} mode, "
-                    f"but local-proxy-mode is {mode}."
-                )
-            if record.used:
-                if record.client_token is None or client_token is None:
-                    raise Refusal(
-                        "Invalid access token: The access token was previously used and "
-                        "can not be used again."
-                    )
-                if client_token != record.client_token:
-                    raise Refusal(
-                        "Invalid client token: The provided client token does not match the "
-                        "client token that was previously set."
-                    )
-            elif client_token is not None:
-                for other in self._tokens.values():
-                    if (
-                        other.client_token == client_token
-                        and other.account_id == record.account_id
-                        and other.tunnel_id != record.tunnel_id
-                        and other.tunnel_id in backend.open_ids
-                    ):
-                        raise Refusal(
-                            "Invalid client token: The client token is already in use by "
-                            "another tunnel."
-                        )
-            record.used = True
-            record.client_token = record.client_token or client_token
-            self._set_connection(tunnel, record.mode, "CONNECTED")
-            return tunnel
+            try:
+                return self._admit(token, mode, client_token, region)
+            except Refusal as refusal:
+                self._note_refusal(token, mode, refusal)
+                raise
 
-    def connection_closed(self, tunnel: Tunnel, mode: Mode) -> None:
-        """Note that ``mode``'s WebSocket connection of ``tunnel`` is gone."""
+    def _admit(self, token: str, mode: str, client_token: str | None, region: str | None) -> Tunnel:
+        """:meth:`authorize_connection`'s checks, under the lock."""
+        record = self._tokens.get(token)
+        if record is None or (region is not None and record.region != region):
+            raise Refusal("Invalid access token: The access token is not valid.")
+        backend = self.backend(record.account_id, record.region)
+        now = self._refresh_all()
+        tunnel = backend.tunnels.get(record.tunnel_id)
+        if tunnel is None or tunnel.status_at(now) == "CLOSED":
+            raise Refusal("Tunnel is closed", reason="Tunnel is closed")
+        if record.revoked:
+            raise Refusal(
+                "Invalid access token: The access token was revoked by "
+                "RotateTunnelAccessToken and can not be used again."
+            )
+        if record.mode != mode:
+            raise Refusal(
+                f"Invalid local proxy mode: the access token is for {record.mode} mode, "
+                f"but local-proxy-mode is {mode}."
+            )
+        if record.used:
+            if record.client_token is None or client_token is None:
+                raise Refusal(
+                    "Invalid access token: The access token was previously used and "
+                    "can not be used again."
+                )
+            if client_token != record.client_token:
+                raise Refusal(
+                    "Invalid client token: The provided client token does not match the "
+                    "client token that was previously set."
+                )
+        elif client_token is not None:
+            for other in self._tokens.values():
+                if (
+                    other.client_token == client_token
+                    and other.account_id == record.account_id
+                    and other.tunnel_id != record.tunnel_id
+                    and other.tunnel_id in backend.open_ids
+                ):
+                    raise Refusal(
+                        "Invalid client token: The client token is already in use by "
+                        "another tunnel."
+                    )
+        record.used = True
+        record.client_token = record.client_token or client_token
+        self._set_connection(tunnel, record.mode, "CONNECTED")
+        return tunnel
+
+    def connection_closed(
+        self, tunnel: Tunnel, mode: Mode, code: int | None = None, reason: str | None = None
+    ) -> None:
+        """Note that ``mode``'s WebSocket connection of ``tunnel`` is gone.
+
+        ``code`` and ``reason`` are those of the close frame that ended it, if known.
+        A close after CloseTunnel (which already set the state DISCONNECTED) is still
+        recorded when it has a code.
+        """
         with self._lock:
             if tunnel.connection(mode).status == "CONNECTED":
-                self._set_connection(tunnel, mode, "DISCONNECTED")
+                self._set_connection(tunnel, mode, "DISCONNECTED", code, reason)
+            elif code is not None:
+                event = DataPlaneEvent(
+                    self.clock.time(), "disconnected", mode, tunnel.tunnel_id, code, reason
+                )
+                self._note(tunnel, event)
 
-    def _set_connection(self, tunnel: Tunnel, mode: Mode, status: str) -> None:
+    def _set_connection(
+        self,
+        tunnel: Tunnel,
+        mode: Mode,
+        status: str,
+        code: int | None = None,
+        reason: str | None = None,
+    ) -> None:
         now = self.clock.time()
         state = tunnel.connection(mode)
         state.status = "CONNECTED" if status == "CONNECTED" else "DISCONNECTED"
         state.last_updated_at = now
         if tunnel.ended_at(now) is None:
             tunnel.updated_at = now
-        tunnel.events.append((now, f"{mode} {status.lower()}"))
+        kind: Literal["connected", "disconnected"] = (
+            "connected" if status == "CONNECTED" else "disconnected"
+        )
+        self._note(tunnel, DataPlaneEvent(now, kind, mode, tunnel.tunnel_id, code, reason))
+
+    def _note(self, tunnel: Tunnel | None, event: DataPlaneEvent) -> None:
+        """Record a data-plane event on ``tunnel`` and, while the fake holds it, the fake."""
+        if tunnel is not None:
+            tunnel.data_plane.append(event)
+            tunnel.events.append((event.time, event.text))
+            if not self._holds(tunnel):
+                return
+        self._data_plane.append(event)
+
+    def _holds(self, tunnel: Tunnel) -> bool:
+        backend = self._backends.get((tunnel.account_id, tunnel.region))
+        return backend is not None and backend.tunnels.get(tunnel.tunnel_id) is tunnel
+
+    def _note_refusal(self, token: str, mode: str, refusal: Refusal) -> None:
+        record = self._tokens.get(token)
+        tunnel: Tunnel | None = None
+        if record is not None:
+            backend = self._backends.get((record.account_id, record.region))
+            tunnel = None if backend is None else backend.tunnels.get(record.tunnel_id)
+        event = DataPlaneEvent(
+            self.clock.time(),
+            "refused",
+            mode,
+            None if record is None else record.tunnel_id,
+            refusal.status,
+            refusal.body,
+        )
+        self._note(tunnel, event)
 
     def check_deadlines(self) -> None:
         """Apply every expiry and retention deadline that the clock has passed.
@@ -734,7 +807,7 @@ def _describe_tunnel(fake: SecureTunnelFake, backend: Backend, params: Params) -
 def _close_tunnel(fake: SecureTunnelFake, backend: Backend, params: Params) -> Params:
     tunnel = fake._find(backend, params["tunnelId"])
     now = fake.clock.time()
-    if tunnel.status(now) == "OPEN":
+    if tunnel.status_at(now) == "OPEN":
         # docs/fidelity.md: closing a CLOSED tunnel succeeds and changes nothing.
         tunnel.closed_at = now
         tunnel.updated_at = now
@@ -761,7 +834,7 @@ def _rotate(fake: SecureTunnelFake, backend: Backend, params: Params) -> Params:
     mode = params["clientMode"]
     config = params.get("destinationConfig")
     now = fake.clock.time()
-    if tunnel.status(now) == "CLOSED":
+    if tunnel.status_at(now) == "CLOSED":
         raise invalid_request(
             f"Tunnel {tunnel.tunnel_id} is CLOSED: the access tokens of a closed tunnel "
             "can not be rotated"

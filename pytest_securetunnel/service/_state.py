@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -24,6 +25,36 @@ class ConnectionState:
 
     status: Literal["CONNECTED", "DISCONNECTED"]
     last_updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class DataPlaneEvent:
+    """A WebSocket connection of the data plane, as the proxy reported it to the fake.
+
+    ``kind`` is ``connected``, ``refused`` (``code`` is the HTTP status of the refusal,
+    ``reason`` its body) or ``disconnected`` (``code``/``reason`` of the WebSocket close
+    frame that ended it, when the proxy knows them). ``tunnel_id`` is ``None`` for a
+    refused token the fake does not know.
+    """
+
+    time: float
+    kind: Literal["connected", "refused", "disconnected"]
+    mode: str
+    tunnel_id: str | None
+    code: int | None = None
+    reason: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The event as ``tunnel.events`` words it: ``source disconnected (1000 ...)``."""
+        detail = " ".join(part for part in (_code(self.code), self.reason) if part)
+        if self.kind == "refused":
+            return f"{self.mode} refused: {detail}".rstrip()
+        return f"{self.mode} {self.kind} ({detail})" if detail else f"{self.mode} {self.kind}"
+
+
+def _code(code: int | None) -> str:
+    return "" if code is None else str(code)
 
 
 @dataclass
@@ -71,6 +102,8 @@ class Tunnel:
     #: Set once a read found the tunnel past its lifetime; never unset.
     expired: bool = False
     events: list[tuple[float, str]] = field(default_factory=list)
+    #: Its data-plane connections: connects, refusals and closes, oldest first.
+    data_plane: list[DataPlaneEvent] = field(default_factory=list)
     #: The fake's clock, so displays show lifetimes as the fake sees them.
     clock: Clock | None = field(default=None, repr=False, compare=False)
 
@@ -120,8 +153,18 @@ class Tunnel:
             self.expired = True
         return self.expires_at
 
-    def status(self, now: float) -> TunnelStatus:
-        """``OPEN`` or ``CLOSED`` at time ``now``."""
+    @property
+    def status(self) -> TunnelStatus:
+        """``OPEN`` or ``CLOSED`` now, by the fake's clock (the wall clock without one).
+
+        An attribute, as on the ``Tunnel`` that DescribeTunnel returns:
+        ``tunnel.status == "OPEN"``. :meth:`status_at` reads it at another time.
+        """
+        clock = self.clock
+        return self.status_at(clock.time() if clock is not None else time.time())
+
+    def status_at(self, now: float) -> TunnelStatus:
+        """``OPEN`` or ``CLOSED`` at time ``now`` (epoch seconds)."""
         return "OPEN" if self.ended_at(now) is None else "CLOSED"
 
     def last_updated_at(self, now: float) -> float:
@@ -139,7 +182,7 @@ class Tunnel:
         out: dict[str, Any] = {
             "tunnelId": self.tunnel_id,
             "tunnelArn": self.arn,
-            "status": self.status(now),
+            "status": self.status_at(now),
         }
         for key, state in (
             ("sourceConnectionState", self.source),
@@ -166,7 +209,7 @@ class Tunnel:
         out: dict[str, Any] = {
             "tunnelId": self.tunnel_id,
             "tunnelArn": self.arn,
-            "status": self.status(now),
+            "status": self.status_at(now),
         }
         if self.description is not None:
             out["description"] = self.description

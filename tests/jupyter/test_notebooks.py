@@ -70,3 +70,30 @@ def test_notebook_runs(path: Path, tmp_path: Path) -> None:
     )
     if path.stem == "quickstart":
         assert "2 passed" in re.sub(r"\x1b\[[0-9;]*m", "", texts)
+        picture = tunnel_cell_html(book)
+        assert '<svg class="securetunnel-timeline-svg"' in picture
+        assert 'class="mark-expired"' in picture  # the cell moved the clock past the lifetime
+    if path.stem == "data_plane_expiry":
+        picture = tunnel_cell_html(book)
+        assert '<svg class="securetunnel-timeline-svg"' in picture
+        assert "+15m 1000 Tunnel expired: its maxLifetimeTimeoutMinutes elapsed" in picture
+        assert "refused 400 Tunnel is closed" in picture
+        fake_view = cell_html(book, "render_fake_html(")[-1]
+        assert "Data plane (2 of 2)" in fake_view  # both sides connected, before expiry
+
+
+def cell_html(book: object, call: str) -> list[str]:
+    """The ``text/html`` outputs of the executed code cells whose source has ``call``."""
+    return [
+        "".join(output.get("data", {}).get("text/html", ""))
+        for cell in book.cells  # type: ignore[attr-defined]
+        if cell.cell_type == "code" and call in cell.source
+        for output in cell.get("outputs", [])
+        if "text/html" in output.get("data", {})
+    ]
+
+
+def tunnel_cell_html(book: object) -> str:
+    """The HTML the tunnel cell (``render_tunnel_html``) displayed."""
+    [html] = cell_html(book, "render_tunnel_html(fake.tunnel(")
+    return html

@@ -47,7 +47,13 @@ def test_planted_bug_rotate_forgets_to_revoke(monkeypatch: pytest.MonkeyPatch) -
         return rotate
 
     plant(monkeypatch, "RotateTunnelAccessToken", forgetful)
-    assert "replaced by rotation is still valid" in assert_caught()
+    # Either symptom, depending on the example found: the old token is still valid, or
+    # (when the proxy reads the token after the bug un-revoked it) its connection stays up.
+    caught = assert_caught()
+    assert (
+        "replaced by rotation is still valid" in caught
+        or "still up, but the model expects the proxy to close it with 1008" in caught
+    ), caught
 
 
 def test_planted_bug_list_sorts_oldest_first(monkeypatch: pytest.MonkeyPatch) -> None:
