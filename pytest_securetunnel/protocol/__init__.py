@@ -8,8 +8,27 @@ Bytes in, messages and bytes out; no sockets, no asyncio. The pieces:
 - :class:`ProtocolVersion`: the ``aws.iot.securetunneling-1.0/2.0/3.0`` subprotocols.
 - :mod:`~pytest_securetunnel.protocol.rules`: each rule the service enforces, by name.
 - :class:`TunnelConnection`: the service's per-connection state machine.
+- :class:`RelayPolicy`: the service's relay between a tunnel's two connections, as a
+  state machine: events in, actions (:data:`RelayAction`) out.
 """
 
+from ._relay import (
+    CLOSED,
+    DELETED,
+    EXPIRED,
+    INTERNAL_CLOSE,
+    REVOKED,
+    SERVICES_CHANGED,
+    Close,
+    Disconnected,
+    Dropped,
+    Received,
+    RelayAction,
+    RelayPolicy,
+    Send,
+    TunnelState,
+    Violation,
+)
 from .connection import TunnelConnection
 from .errors import (
     FrameError,
@@ -41,13 +60,22 @@ from .streams import StreamTable
 from .versions import SUBPROTOCOLS, ClientMode, ProtocolVersion
 
 __all__ = [
+    "CLOSED",
+    "DELETED",
+    "EXPIRED",
+    "INTERNAL_CLOSE",
     "LENGTH_PREFIX_SIZE",
     "MAX_MESSAGE_SIZE",
     "MAX_PAYLOAD_SIZE",
     "MAX_WEBSOCKET_FRAME_SIZE",
     "MESSAGE_RULES",
+    "REVOKED",
+    "SERVICES_CHANGED",
     "SUBPROTOCOLS",
     "ClientMode",
+    "Close",
+    "Disconnected",
+    "Dropped",
     "FrameDecoder",
     "FrameError",
     "MessageBytes",
@@ -56,13 +84,19 @@ __all__ = [
     "MessageType",
     "ProtocolError",
     "ProtocolVersion",
+    "Received",
+    "RelayAction",
+    "RelayPolicy",
     "RuleContext",
     "RuleViolation",
+    "Send",
     "StreamTable",
     "TunnelConnection",
     "TunnelMessage",
+    "TunnelState",
     "UnknownFieldError",
     "UnsupportedSubprotocolError",
+    "Violation",
     "check_no_unknown_fields",
     "decode_message",
     "encode_frame",

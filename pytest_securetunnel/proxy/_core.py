@@ -35,7 +35,7 @@ from ._handshake import (
     select_subprotocol,
 )
 from ._peer import Delivery, Peer
-from ._relay import CLOSED, DELETED, EXPIRED, INTERNAL_CLOSE, REVOKED, TunnelRelay
+from ._relay import CLOSED, EXPIRED, INTERNAL_CLOSE, TunnelRelay
 
 __all__ = ["Admission", "ProxyCore", "close_reason"]
 
@@ -46,10 +46,6 @@ DEADLINE_PERIOD: Final = 0.05
 BACKLOG: Final = max(socket.SOMAXCONN, 4096)
 WRITE_LIMIT: Final = 2**16
 _MAX_REASON: Final = 123  # RFC 6455: a close reason is at most 123 bytes
-#: Why a live connection announced other services than the tunnel's is closed (1008).
-SERVICES_CHANGED: Final = (
-    "Tunnel services changed by RotateTunnelAccessToken: reconnect to receive the new SERVICE_IDS"
-)
 _INTERNAL: Final = (
     "Internal error: pytest-securetunnel's proxy failed; TunnelProxy.check() raises the error."
 )
@@ -290,7 +286,7 @@ class ProxyCore:
         relay = self.relays.get(tunnel.tunnel_id)
         if relay is None:
             relay = self.relays[tunnel.tunnel_id] = TunnelRelay(tunnel, self)
-        relay.pending[checked.mode] += 1
+        relay.admitted(checked.mode)
         conn.admission = Admission(relay, checked)
         return response
 
@@ -322,11 +318,7 @@ class ProxyCore:
         """An admitted handshake never opened: release its hold on the connection state."""
         assert conn.admission is not None
         relay, mode = conn.admission.relay, conn.admission.request.mode
-        relay.pending[mode] -= 1
-        self._release(relay, mode)
-
-    def _release(self, relay: TunnelRelay, mode: str) -> None:
-        relay.release(mode)
+        relay.admission_dropped(mode)
         if relay.idle:
             self.relays.pop(relay.tunnel_id, None)
 
@@ -425,30 +417,17 @@ class ProxyCore:
                 self.faults.note_close_delay(tunnel_id, delay)
                 self.spawn(self._close_later(relay, delay, reason))
                 return
-            for peer in list(relay.peers.values()):
-                relay.close(peer, 1000, reason)
+            relay.close_all(reason)
         elif event == "deleted":
-            for peer in list(relay.peers.values()):
-                relay.close(peer, 1000, DELETED)
+            relay.deleted()
         elif event == "revoked" and mode is not None:
-            # docs/fidelity.md: rotating a mode's token closes that mode's connection (1008).
-            # One service list per tunnel: a rotation's destinationConfig may change the
-            # services, and the protocol cannot tell a live client (SERVICE_IDS comes
-            # once, at connect), so a connection announced another list is closed too.
-            services = set(relay.tunnel.services)
-            for peer in list(relay.peers.values()):
-                record = self.fake.token(peer.access_token)
-                if record is None or record.revoked:
-                    relay.close(peer, 1008, REVOKED)
-                elif peer.conn.version.has_service_ids and set(peer.conn.services) != services:
-                    relay.close(peer, 1008, SERVICES_CHANGED)
+            relay.tokens_rotated()
 
     async def _close_later(self, relay: TunnelRelay, delay: float, reason: str) -> None:
         # The close-delay fault: the connections stay open, and relay data, for ``delay``
         # seconds of real time after the tunnel became CLOSED; new handshakes are refused.
         await asyncio.sleep(delay)
-        for peer in list(relay.peers.values()):
-            relay.close(peer, 1000, reason)
+        relay.close_all(reason)
 
 
 def _listening_socket() -> socket.socket:

@@ -81,10 +81,10 @@ class Faults:
     ) -> int:
         """Send the messages ``build(peer)`` makes to each selected connection."""
         found = self.peers(tunnel_id, mode)
+        relay = self._relays[tunnel_id]
         for peer in found:
             self._log(peer, name)
-            for message in build(peer):
-                peer.send(message)
+            relay.send(peer, build(peer))
         return len(found)
 
     # -- late closing after CloseTunnel or expiry ----------------------------------

@@ -116,7 +116,6 @@ class Peer:
         self.ws = ws
         self.tunnel_id = tunnel_id
         self.conn = conn
-        self._streams = conn.streams
         self._protocol = ws.protocol
         self._transport = ws.transport
         self.mode = conn.mode.value
@@ -124,8 +123,6 @@ class Peer:
         self.access_token = access_token
         self.delivery = delivery
         self.closing = False
-        #: Set once the client broke a protocol rule: nothing more of it is processed.
-        self.failed = False
         self._events = events
         self._on_error = on_error
         self._queue: collections.deque[_Item] = collections.deque()
@@ -182,7 +179,8 @@ class Peer:
 
         ``frame`` is the message's encoding when known: a relayed frame is forwarded
         unchanged (the service never alters tunneling messages). A message for a closing
-        connection is logged as dropped.
+        connection is logged as dropped. The relay policy has already recorded the
+        message in the connection's stream state.
         """
         protocol = self._protocol
         if self.closing or protocol.state is not State.OPEN:
@@ -190,7 +188,6 @@ class Peer:
             return
         if frame is None:
             frame = encode_frame(message)
-        self._streams.apply(message, from_client=False)  # TunnelConnection.note_sent
         if self._writer is None and self._passthrough:
             protocol.send_binary(frame)
             # Logged before the bytes leave, so a client never sees a message the log lacks.
