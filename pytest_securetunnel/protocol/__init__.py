@@ -10,8 +10,21 @@ Bytes in, messages and bytes out; no sockets, no asyncio. The pieces:
 - :class:`TunnelConnection`: the service's per-connection state machine.
 - :class:`RelayPolicy`: the service's relay between a tunnel's two connections, as a
   state machine: events in, actions (:data:`RelayAction`) out.
+- :class:`LocalProxyPolicy`: a local proxy's per-version stream and connection
+  decisions, as a state machine: events in, actions (:data:`LocalProxyAction`) out.
 """
 
+from ._local_proxy import (
+    ConnectLocal,
+    EndLocal,
+    Fatal,
+    Ignored,
+    LocalLink,
+    LocalProxyAction,
+    LocalProxyPolicy,
+    SendMessage,
+    WriteLocal,
+)
 from ._relay import (
     CLOSED,
     DELETED,
@@ -74,10 +87,17 @@ __all__ = [
     "SUBPROTOCOLS",
     "ClientMode",
     "Close",
+    "ConnectLocal",
     "Disconnected",
     "Dropped",
+    "EndLocal",
+    "Fatal",
     "FrameDecoder",
     "FrameError",
+    "Ignored",
+    "LocalLink",
+    "LocalProxyAction",
+    "LocalProxyPolicy",
     "MessageBytes",
     "MessageDecodeError",
     "MessageEncodeError",
@@ -90,6 +110,7 @@ __all__ = [
     "RuleContext",
     "RuleViolation",
     "Send",
+    "SendMessage",
     "StreamTable",
     "TunnelConnection",
     "TunnelMessage",
@@ -97,6 +118,7 @@ __all__ = [
     "UnknownFieldError",
     "UnsupportedSubprotocolError",
     "Violation",
+    "WriteLocal",
     "check_no_unknown_fields",
     "decode_message",
     "encode_frame",

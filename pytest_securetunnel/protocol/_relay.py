@@ -72,9 +72,11 @@ class TunnelState(enum.Enum):
 
 
 # -- actions --------------------------------------------------------------------------
+# Plain (not frozen) slotted dataclasses: two are made for every relayed message, and
+# a frozen one costs three times as much to build. Treat them as read-only.
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Send(Generic[K]):
     """Write ``message`` to connection ``peer``; ``frame`` is its encoding as received
     (forward it unchanged), or ``None`` for a message the service generates."""
@@ -84,7 +86,7 @@ class Send(Generic[K]):
     frame: bytes | None = None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Close(Generic[K]):
     """Close connection ``peer`` with ``code`` and ``reason``.
 
@@ -98,7 +100,7 @@ class Close(Generic[K]):
     discard_input: bool = False
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Received(Generic[K]):
     """Record that ``peer`` sent ``message`` and it was valid."""
 
@@ -106,7 +108,7 @@ class Received(Generic[K]):
     message: TunnelMessage
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Dropped:
     """Record that ``message`` for the ``mode`` side was dropped, and why."""
 
@@ -115,7 +117,7 @@ class Dropped:
     reason: str
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Violation(Generic[K]):
     """Record that ``peer`` broke a protocol rule (a :class:`Close` with 1002 follows)."""
 
@@ -123,7 +125,7 @@ class Violation(Generic[K]):
     error: ProtocolError
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Disconnected:
     """Tell the service that no connection holds the ``mode`` side any more."""
 

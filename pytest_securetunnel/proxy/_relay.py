@@ -175,18 +175,15 @@ class TunnelRelay:
         """Carry out the policy's actions, in order."""
         events = self.owner.events
         for action in actions:
-            kind = type(action)
-            if kind is Send:
-                action = cast("Send[Peer]", action)
-                action.peer.send(action.message, action.frame)
-            elif kind is Received:
-                action = cast("Received[Peer]", action)
+            # The common actions first: each relayed message is a Received and a Send.
+            if isinstance(action, Received):
                 peer = action.peer
                 events.record_message(
                     "received", self.tunnel_id, peer.mode, peer.channel_id, action.message
                 )
-            elif kind is Dropped:
-                action = cast("Dropped", action)
+            elif isinstance(action, Send):
+                action.peer.send(action.message, action.frame)
+            elif isinstance(action, Dropped):
                 events.record(
                     "dropped",
                     tunnel_id=self.tunnel_id,
@@ -194,13 +191,11 @@ class TunnelRelay:
                     message=action.message,
                     reason=action.reason,
                 )
-            elif kind is Close:
-                action = cast("Close[Peer]", action)
+            elif isinstance(action, Close):
                 if action.discard_input:
                     action.peer.ws.sink = _ignore
                 self.owner.spawn(self.owner.close(action.peer, action.code, action.reason))
-            elif kind is Violation:
-                action = cast("Violation[Peer]", action)
+            elif isinstance(action, Violation):
                 peer = action.peer
                 events.record(
                     "violation",
@@ -211,8 +206,5 @@ class TunnelRelay:
                     reason=action.error.rule,
                     error=action.error,
                 )
-            elif kind is Disconnected:
-                action = cast("Disconnected", action)
+            elif isinstance(action, Disconnected):
                 self.owner.fake.connection_closed(self.tunnel, cast("_Mode", action.mode))
-            else:  # pragma: no cover - every action is handled above
-                raise AssertionError(f"unknown relay action {action!r}")
