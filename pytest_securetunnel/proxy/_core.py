@@ -36,6 +36,7 @@ from ._handshake import (
 )
 from ._peer import Delivery, Peer
 from ._relay import CLOSED, EXPIRED, INTERNAL_CLOSE, TunnelRelay
+from ._ws_internals import protocol_of, serving, transport_of
 
 __all__ = ["Admission", "ProxyCore", "close_reason"]
 
@@ -230,7 +231,7 @@ class ProxyCore:
         # ``grace`` so that stopping stays fast.
         for conn in list(self.connections):
             if not conn.handler_started:
-                conn.transport.abort()  # still in the opening handshake
+                transport_of(conn).abort()  # still in the opening handshake
         for relay in list(self.relays.values()):
             for peer in list(relay.peers.values()):
                 self.spawn(self.close(peer, 1001, "Proxy stopped"))
@@ -239,7 +240,7 @@ class ProxyCore:
             for task in late:
                 task.cancel()
         for conn in list(self.connections):
-            conn.transport.abort()
+            transport_of(conn).abort()
         if self.tasks:
             await asyncio.wait(list(self.tasks))
 
@@ -252,8 +253,8 @@ class ProxyCore:
     def refuse_raw(self, conn: TunnelServerConnection, body: str) -> None:
         """Refuse a request ``websockets`` should not parse: 400, then close."""
         self.events.record("refused", channel_id=conn.channel_id, code=400, reason=body)
-        conn.transport.write(raw_refusal(body, conn.channel_id))
-        conn.transport.close()
+        transport_of(conn).write(raw_refusal(body, conn.channel_id))
+        transport_of(conn).close()
 
     def select_subprotocol(self, connection: ServerConnection, offers: Iterable[str]) -> str | None:
         """The client's first tunneling subprotocol (checked before, in ``check_request``)."""
@@ -264,10 +265,10 @@ class ProxyCore:
         """Check the handshake and admit it with the fake; see ``_handshake`` for the order."""
         conn = cast(TunnelServerConnection, connection)
         try:
-            if self.stopping or not connection.server.is_serving():
+            if self.stopping or not serving(connection):
                 raise Refusal("Service unavailable: The proxy is stopping.")
             checked = check_request(request)
-            response = connection.protocol.accept(request)
+            response = protocol_of(connection).accept(request)
             if response.status_code != 101:
                 text = response.body.decode(errors="replace").strip()
                 text = text.removeprefix("Failed to open a WebSocket connection: ").split("\n")[0]
@@ -444,7 +445,7 @@ def _listening_socket() -> socket.socket:
 
 def _first_close(ws: ServerConnection) -> tuple[int, str]:
     """Code and reason of the close frame that started the closing handshake (1006 if none)."""
-    protocol = ws.protocol
+    protocol = protocol_of(ws)
     if protocol.close_rcvd_then_sent:
         first = protocol.close_rcvd
     else:

@@ -29,6 +29,7 @@ from pytest_securetunnel.protocol import (
 
 from ._connection import TunnelServerConnection
 from ._events import EventKind, EventLog
+from ._ws_internals import protocol_of, transport_of, write_paused
 
 __all__ = ["SHAPED_QUEUE_LIMIT", "Delivery", "Peer"]
 
@@ -116,8 +117,8 @@ class Peer:
         self.ws = ws
         self.tunnel_id = tunnel_id
         self.conn = conn
-        self._protocol = ws.protocol
-        self._transport = ws.transport
+        self._protocol = protocol_of(ws)
+        self._transport = transport_of(ws)
         self.mode = conn.mode.value
         self.channel_id = ws.channel_id
         self.access_token = access_token
@@ -160,7 +161,7 @@ class Peer:
         """Whether this client takes no more for now: its write buffer is above its limit
         (it reads too slowly), or its shaped delivery holds over :data:`SHAPED_QUEUE_LIMIT`.
         """
-        return self.ws.paused or self._queued > SHAPED_QUEUE_LIMIT
+        return write_paused(self.ws) or self._queued > SHAPED_QUEUE_LIMIT
 
     def when_writable(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once this client takes more (or its connection is gone)."""

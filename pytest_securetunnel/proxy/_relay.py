@@ -34,6 +34,7 @@ from pytest_securetunnel.service import SecureTunnelFake, Tunnel
 
 from ._events import EventLog
 from ._peer import Peer
+from ._ws_internals import transport_of
 
 __all__ = [
     "CLOSED",
@@ -161,7 +162,7 @@ class TunnelRelay:
         other = self.peers.get(_OTHER[peer.mode])
         if other is not None and other.paused:
             # Backpressure: stop reading this client until the peer drains.
-            transport = peer.ws.transport
+            transport = transport_of(peer.ws)
             transport.pause_reading()
             other.when_writable(transport.resume_reading)
 
