@@ -28,6 +28,7 @@ from .errors import ProtocolError
 from .framing import LENGTH_PREFIX_SIZE
 from .messages import TunnelMessage, decode_message
 from .rules import validate_message
+from .streams import StreamTable
 
 __all__ = [
     "CLOSED",
@@ -141,6 +142,7 @@ class _Endpoint(Generic[K]):
     peer: K
     mode: str
     conn: TunnelConnection
+    streams: StreamTable
     failed: bool = False
 
 
@@ -214,7 +216,7 @@ class RelayPolicy(Generic[K]):
         """
         mode = conn.mode.value
         self._pending[mode] -= 1
-        endpoint = _Endpoint(peer, mode, conn)
+        endpoint = _Endpoint(peer, mode, conn, conn.streams)
         self._endpoints[peer] = endpoint
         actions: list[RelayAction[K]] = []
         first = conn.service_ids_message()
@@ -285,7 +287,7 @@ class RelayPolicy(Generic[K]):
     def _send(
         self, endpoint: _Endpoint[K], message: TunnelMessage, frame: bytes | None = None
     ) -> Send[K]:
-        endpoint.conn.note_sent(message)
+        endpoint.streams.apply(message, from_client=False)  # TunnelConnection.note_sent
         return Send(endpoint.peer, message, frame)
 
     def _reset_streams(self, mode: str, actions: list[RelayAction[K]]) -> None:
@@ -349,7 +351,9 @@ class RelayPolicy(Generic[K]):
         other_mode = _OTHER[mode]
         other = live.get(other_mode)
         if other is not None:
-            actions.append(self._send(self._endpoints[other], message, frame))
+            # self._send inlined: this runs for every relayed message.
+            self._endpoints[other].streams.apply(message, from_client=False)
+            actions.append(Send(other, message, frame))
         else:
             # docs/fidelity.md: no buffer for a side that is not connected.
             actions.append(Dropped(other_mode, message, f"{other_mode} not connected"))
