@@ -10,7 +10,20 @@ from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any
 
-from ..protocol import ClientMode, MessageType, ProtocolVersion, TunnelMessage
+from ..protocol import (
+    ClientMode,
+    ConnectLocal,
+    EndLocal,
+    Fatal,
+    Ignored,
+    LocalLink,
+    LocalProxyAction,
+    LocalProxyPolicy,
+    ProtocolVersion,
+    SendMessage,
+    TunnelMessage,
+    WriteLocal,
+)
 from ._errors import LocalProxyError, TunnelClosedError
 from ._links import Link, Service
 from ._mapping import (
@@ -24,7 +37,6 @@ from ._tunnel_client import DEFAULT_TIMEOUT, TunnelClient
 __all__ = ["LocalProxy"]
 
 _log = logging.getLogger("pytest_securetunnel.client")
-_INT32_MAX = 2**31 - 1
 
 
 class LocalProxy:
@@ -46,6 +58,10 @@ class LocalProxy:
     is checked against SERVICE_IDS as localproxy checks it. When the WebSocket closes,
     every local connection is reset and the proxy ends (:meth:`wait_closed`); it does not
     reconnect.
+
+    Which ids to use and what each tunneling message means for the local connections
+    is decided by :class:`~pytest_securetunnel.protocol.LocalProxyPolicy`; this class
+    carries out its decisions.
     """
 
     def __init__(
@@ -83,6 +99,8 @@ class LocalProxy:
         self._bind_host = bind_host
         self._connect_timeout = connect_timeout
         self._services: dict[str, Service] = {}
+        self._policy: LocalProxyPolicy | None = None
+        self._links: dict[LocalLink, Link] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._dispatcher: asyncio.Task[None] | None = None
         self._stopped = False
@@ -104,7 +122,7 @@ class LocalProxy:
     @property
     def open_connections(self) -> int:
         """Number of local TCP connections currently carried by the tunnel."""
-        return sum(len(service.links) for service in self._services.values())
+        return 0 if self._policy is None else self._policy.open_links
 
     @property
     def closed(self) -> bool:
@@ -115,6 +133,11 @@ class LocalProxy:
         if self.client is None:
             raise RuntimeError("the LocalProxy is not started")
         return self.client
+
+    def _require_policy(self) -> LocalProxyPolicy:
+        if self._policy is None:
+            raise RuntimeError("the LocalProxy is not started")
+        return self._policy
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -127,6 +150,7 @@ class LocalProxy:
         if self.client is not None:
             raise RuntimeError("the LocalProxy was already started")
         self.client = await self._connect()
+        self._policy = LocalProxyPolicy(self.mode, self.client.version)
         try:
             service_ids = self.client.service_ids if self.client.version.has_service_ids else None
             if self.mode is ClientMode.SOURCE:
@@ -137,6 +161,7 @@ class LocalProxy:
                     targets, service_ids, default=None
                 ).items():
                     self._services[name] = Service(name, wire_id, host, port)
+                    self._policy.add_service(name, wire_id)
             self._dispatcher = asyncio.create_task(self._dispatch(), name="LocalProxy dispatch")
         except BaseException:
             await self.stop()
@@ -147,6 +172,7 @@ class LocalProxy:
         for name, (wire_id, port) in resolve_services(mapping, service_ids, default=0).items():
             service = Service(name, wire_id, self._bind_host, port)
             self._services[name] = service
+            self._require_policy().add_service(name, wire_id)
             service.server = await asyncio.start_server(
                 functools.partial(self._on_accept, service), self._bind_host, port
             )
@@ -216,7 +242,7 @@ class LocalProxy:
         assert task is not None
         self._tasks.add(task)
         try:
-            if self._uses_connection_ids(service):
+            if self._require_policy().uses_connection_ids(service.name):
                 await self._forward_source(service, reader, writer)
             else:
                 # localproxy V1/V2: one TCP connection per service; the next one waits.
@@ -226,97 +252,69 @@ class LocalProxy:
             self._tasks.discard(task)
             writer.close()
 
-    def _uses_connection_ids(self, service: Service) -> bool:
-        return self._require_client().version.has_connection_ids and not service.v2_peer
-
     async def _forward_source(
         self, service: Service, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         client = self._require_client()
-        v3 = self._uses_connection_ids(service)
         async with service.start_lock:
-            stream_id = client.active_stream_id(service.wire_id) if v3 else None
-            if stream_id is None:
-                # V3 guide: the first connection opens the stream with StreamStart, connection 1.
-                # localproxy: stream ids count up per service id from 1.
-                service.last_stream_id = service.last_stream_id % _INT32_MAX + 1
-                stream_id = service.last_stream_id
-                link = Link(service, service.wire_id, stream_id, 1, v3, reader, writer)
-                service.links[link.key] = link
-                service.next_connection_id = 2
-                start = TunnelMessage.stream_start(stream_id, service.wire_id, 1 if v3 else 0)
-            else:
-                # V3 guide: later connections while the stream is alive use ConnectionStart.
-                connection_id = service.next_connection_id
-                service.next_connection_id += 1
-                link = Link(
-                    service, service.wire_id, stream_id, connection_id, True, reader, writer
-                )
-                service.links[link.key] = link
-                start = TunnelMessage.connection_start(stream_id, connection_id, service.wire_id)
+            state, start = self._require_policy().open_link(
+                service.name, client.active_stream_id(service.wire_id)
+            )
+            link = self._links[state] = Link(state, reader, writer)
             if not await self._send(start):
-                link.end()
+                self._end(state)
                 return
         await self._pump(link)
 
+    def _end(self, state: LocalLink) -> TunnelMessage | None:
+        """End a link on this side; the message telling the peer, if it was live."""
+        reset = self._require_policy().end(state)
+        self._close_local(state)
+        return reset
+
+    def _close_local(self, state: LocalLink) -> None:
+        link = self._links.pop(state, None)
+        if link is not None:
+            link.close()
+
     async def _pump(self, link: Link) -> None:
         """Forward what the local application sends until it closes, then reset."""
+        state = link.state
         try:
-            while not link.ended and (payload := await link.read()):
-                if not await self._send(link.data_message(payload)):
+            while not state.ended and (payload := await link.read()):
+                if not await self._send(state.data_message(payload)):
                     break
-            if link.end():
-                await self._send(link.reset_message())
+            reset = self._end(state)
+            if reset is not None:
+                await self._send(reset)
         finally:
-            link.end()
+            self._end(state)
             await link.wait_closed()
 
-    async def _connect_link(self, service: Service, message: TunnelMessage, v3: bool) -> None:
+    async def _connect_local(self, request: ConnectLocal) -> None:
+        service = self._services[request.service]
+        policy = self._require_policy()
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(service.host, service.port), self._connect_timeout
             )
         except (OSError, asyncio.TimeoutError) as exc:
             _log.info("Cannot connect to %s:%d: %s", service.host, service.port, exc)
-            # V3 guide: a failed new stream gets StreamReset, a failed new connection
-            # ConnectionReset, with the requested ids.
-            if message.type == MessageType.STREAM_START:
-                await self._send(TunnelMessage.stream_reset(message.stream_id, message.service_id))
-            else:
-                await self._send(
-                    TunnelMessage.connection_reset(
-                        message.stream_id, message.connection_id, message.service_id
-                    )
-                )
+            await self._send(policy.connect_failed(request))
             return
-        link = Link(
-            service,
-            message.service_id,  # a V1 peer sends none and gets none back
-            message.stream_id,
-            message.connection_id or 1,
-            v3,
-            reader,
-            writer,
-        )
-        service.links[link.key] = link
+        state = policy.connected(request)
+        link = self._links[state] = Link(state, reader, writer)
         _log.info("Connected to %s:%d", service.host, service.port)  # localproxy log marker
         self._spawn(self._pump(link))
 
     # -- tunnel messages -----------------------------------------------------------------
 
-    def _service_for(self, wire_id: str) -> Service | None:
-        for service in self._services.values():
-            if service.wire_id == wire_id:
-                return service
-        if not wire_id and len(self._services) == 1:
-            return next(iter(self._services.values()))  # a V1 peer sends no service id
-        return None
-
     async def _dispatch(self) -> None:
         client = self._require_client()
         try:
             async for message in client:
-                await self._handle(message)
+                for action in self._require_policy().receive(message):
+                    await self._carry_out(action)
         except Exception as exc:  # LocalProxyError, or a bug: end the proxy either way
             self.error = exc
             _log.error("LocalProxy stops: %s", exc)
@@ -326,70 +324,22 @@ class LocalProxy:
             for service in self._services.values():
                 if service.server is not None:
                     service.server.close()
-            self._end_all()
+            if self._policy is not None:
+                for state in self._policy.end_all():
+                    self._close_local(state)
 
-    def _end_all(self) -> None:
-        for service in self._services.values():
-            for link in service.links_of():
-                link.end()
-
-    async def _handle(self, message: TunnelMessage) -> None:
-        kind = message.type
-        if kind == MessageType.SESSION_RESET:
-            self._end_all()  # All guides: handled like StreamReset for every stream.
-            return
-        if kind not in self._require_client().version.message_types:
-            await self._unknown_type(message)
-            return
-        found = self._service_for(message.service_id)
-        if found is None:
-            _log.warning("Ignoring %r: no mapping for its service id", message)
-            return
-        link = found.links.get((message.stream_id, message.connection_id or 1))
-        if kind == MessageType.DATA:
+    async def _carry_out(self, action: LocalProxyAction) -> None:
+        if isinstance(action, WriteLocal):
+            link = self._links.get(action.link)
             if link is not None:
-                if link.use_connection_ids and not message.connection_id:
-                    # localproxy: DATA without connectionId makes it fall back to V2.
-                    link.use_connection_ids = False
-                    found.v2_peer = self.mode is ClientMode.SOURCE
-                await link.write(message.payload)
-        elif kind == MessageType.STREAM_RESET:
-            for stream_link in found.links_of(message.stream_id):
-                stream_link.end()
-        elif kind == MessageType.CONNECTION_RESET:
-            if link is not None:
-                link.end()
-        elif self.mode is ClientMode.DESTINATION:
-            await self._start_destination(found, message)
-        # A source ignores STREAM_START / CONNECTION_START (the service forbids them).
-
-    async def _start_destination(self, service: Service, message: TunnelMessage) -> None:
-        client = self._require_client()
-        if message.type == MessageType.STREAM_START:
-            # V3 guide: a new StreamStart ends the current stream; connectionId absent
-            # means a V2 peer, so this stream uses no connection ids.
-            for link in service.links_of():
-                link.end()
-            v3 = client.version.has_connection_ids and message.connection_id != 0
-            await self._connect_link(service, message, v3)
-        elif message.type == MessageType.CONNECTION_START:
-            existing = service.links.get((message.stream_id, message.connection_id))
-            if existing is not None:
-                # V3 guide: ConnectionStart for an open connection id is an error.
-                existing.end()
-                await self._send(existing.reset_message())
-                return
-            await self._connect_link(service, message, True)
-
-    async def _unknown_type(self, message: TunnelMessage) -> None:
-        if message.type in (MessageType.CONNECTION_START, MessageType.CONNECTION_RESET):
-            # V3 guide: a V2 local proxy does not know these types and sends StreamReset.
-            service = self._service_for(message.service_id)
-            if service is not None:
-                for link in service.links_of(message.stream_id):
-                    link.end()
-                await self._send(TunnelMessage.stream_reset(message.stream_id, message.service_id))
-            return
-        if message.ignorable:
-            return  # All guides: an unknown type with ignorable set may be ignored.
-        raise LocalProxyError(f"Unexpected message type {message.type_name} (not ignorable)")
+                await link.write(action.payload)
+        elif isinstance(action, EndLocal):
+            self._close_local(action.link)
+        elif isinstance(action, SendMessage):
+            await self._send(action.message)
+        elif isinstance(action, ConnectLocal):
+            await self._connect_local(action)
+        elif isinstance(action, Ignored):
+            _log.warning("Ignoring %r: %s", action.message, action.reason)
+        elif isinstance(action, Fatal):
+            raise LocalProxyError(action.reason)

@@ -8,8 +8,40 @@ Bytes in, messages and bytes out; no sockets, no asyncio. The pieces:
 - :class:`ProtocolVersion`: the ``aws.iot.securetunneling-1.0/2.0/3.0`` subprotocols.
 - :mod:`~pytest_securetunnel.protocol.rules`: each rule the service enforces, by name.
 - :class:`TunnelConnection`: the service's per-connection state machine.
+- :class:`RelayPolicy`: the service's relay between a tunnel's two connections, as a
+  state machine: events in, actions (:data:`RelayAction`) out.
+- :class:`LocalProxyPolicy`: a local proxy's per-version stream and connection
+  decisions, as a state machine: events in, actions (:data:`LocalProxyAction`) out.
 """
 
+from ._local_proxy import (
+    ConnectLocal,
+    EndLocal,
+    Fatal,
+    Ignored,
+    LocalLink,
+    LocalProxyAction,
+    LocalProxyPolicy,
+    SendMessage,
+    WriteLocal,
+)
+from ._relay import (
+    CLOSED,
+    DELETED,
+    EXPIRED,
+    INTERNAL_CLOSE,
+    REVOKED,
+    SERVICES_CHANGED,
+    Close,
+    Disconnected,
+    Dropped,
+    Received,
+    RelayAction,
+    RelayPolicy,
+    Send,
+    TunnelState,
+    Violation,
+)
 from .connection import TunnelConnection
 from .errors import (
     FrameError,
@@ -41,28 +73,52 @@ from .streams import StreamTable
 from .versions import SUBPROTOCOLS, ClientMode, ProtocolVersion
 
 __all__ = [
+    "CLOSED",
+    "DELETED",
+    "EXPIRED",
+    "INTERNAL_CLOSE",
     "LENGTH_PREFIX_SIZE",
     "MAX_MESSAGE_SIZE",
     "MAX_PAYLOAD_SIZE",
     "MAX_WEBSOCKET_FRAME_SIZE",
     "MESSAGE_RULES",
+    "REVOKED",
+    "SERVICES_CHANGED",
     "SUBPROTOCOLS",
     "ClientMode",
+    "Close",
+    "ConnectLocal",
+    "Disconnected",
+    "Dropped",
+    "EndLocal",
+    "Fatal",
     "FrameDecoder",
     "FrameError",
+    "Ignored",
+    "LocalLink",
+    "LocalProxyAction",
+    "LocalProxyPolicy",
     "MessageBytes",
     "MessageDecodeError",
     "MessageEncodeError",
     "MessageType",
     "ProtocolError",
     "ProtocolVersion",
+    "Received",
+    "RelayAction",
+    "RelayPolicy",
     "RuleContext",
     "RuleViolation",
+    "Send",
+    "SendMessage",
     "StreamTable",
     "TunnelConnection",
     "TunnelMessage",
+    "TunnelState",
     "UnknownFieldError",
     "UnsupportedSubprotocolError",
+    "Violation",
+    "WriteLocal",
     "check_no_unknown_fields",
     "decode_message",
     "encode_frame",

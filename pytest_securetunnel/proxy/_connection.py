@@ -14,6 +14,9 @@
    A text message calls ``on_text`` at its first frame; its fragments are discarded.
    Frames that arrive before the proxy attaches its sink (sent with the request) are
    held, in order, and handed over by :meth:`TunnelServerConnection.attach`.
+
+Both need methods of ``ServerConnection`` that ``websockets`` does not document; they
+are listed, and checked against the installed release, in :mod:`._ws_internals`.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from websockets.protocol import Event, State
 from pytest_securetunnel.protocol import MAX_WEBSOCKET_FRAME_SIZE
 
 from ._handshake import MAX_REQUEST_SIZE, preflight
+from ._ws_internals import transport_of
 
 if TYPE_CHECKING:
     from ._core import Admission
@@ -89,7 +93,7 @@ class TunnelServerConnection(ServerConnection):
             else:
                 after += data
                 if len(after) > MAX_WEBSOCKET_FRAME_SIZE:
-                    self.transport.pause_reading()  # until the handshake is answered
+                    transport_of(self).pause_reading()  # until the handshake is answered
             return
         head += data
         end = head.find(b"\r\n\r\n")
@@ -122,7 +126,7 @@ class TunnelServerConnection(ServerConnection):
             body = preflight(bytes(head)) or "Invalid request: The request head is incomplete."
             self.owner.refuse_raw(self, body)
             return None
-        if head is None and self.protocol.state is State.CONNECTING:
+        if head is None and self.state is State.CONNECTING:
             self._eof_held = True
             return True  # keep the transport open to write the answer
         super().eof_received()
@@ -134,11 +138,11 @@ class TunnelServerConnection(ServerConnection):
             await super().handshake(*args, **kwargs)
         finally:
             after, self._after_head = self._after_head, None
-            if after is not None and self.protocol.state is State.OPEN:
+            if after is not None and self.state is State.OPEN:
                 if after:
                     super().data_received(bytes(after))
                 if len(after) > MAX_WEBSOCKET_FRAME_SIZE:
-                    self.transport.resume_reading()
+                    transport_of(self).resume_reading()
             if self._eof_held:
                 self._eof_held = False
                 super().eof_received()
@@ -163,7 +167,7 @@ class TunnelServerConnection(ServerConnection):
         self._early.append(data)
         self._early_size += len(data)
         if self._early_size > MAX_WEBSOCKET_FRAME_SIZE:
-            self.transport.pause_reading()  # until attach() hands them over
+            transport_of(self).pause_reading()  # until attach() hands them over
 
     def _hold_text(self) -> None:
         self._early.append(None)
@@ -187,7 +191,7 @@ class TunnelServerConnection(ServerConnection):
             else:
                 current(item)
         if paused and self.sink is not None:
-            self.transport.resume_reading()
+            transport_of(self).resume_reading()
 
     def when_writable(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once the write buffer drains (or the connection is lost)."""

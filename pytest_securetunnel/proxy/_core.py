@@ -35,7 +35,8 @@ from ._handshake import (
     select_subprotocol,
 )
 from ._peer import Delivery, Peer
-from ._relay import CLOSED, DELETED, EXPIRED, INTERNAL_CLOSE, REVOKED, TunnelRelay
+from ._relay import CLOSED, EXPIRED, INTERNAL_CLOSE, TunnelRelay
+from ._ws_internals import protocol_of, serving, transport_of
 
 __all__ = ["Admission", "ProxyCore", "close_reason"]
 
@@ -46,10 +47,6 @@ DEADLINE_PERIOD: Final = 0.05
 BACKLOG: Final = max(socket.SOMAXCONN, 4096)
 WRITE_LIMIT: Final = 2**16
 _MAX_REASON: Final = 123  # RFC 6455: a close reason is at most 123 bytes
-#: Why a live connection announced other services than the tunnel's is closed (1008).
-SERVICES_CHANGED: Final = (
-    "Tunnel services changed by RotateTunnelAccessToken: reconnect to receive the new SERVICE_IDS"
-)
 _INTERNAL: Final = (
     "Internal error: pytest-securetunnel's proxy failed; TunnelProxy.check() raises the error."
 )
@@ -234,7 +231,7 @@ class ProxyCore:
         # ``grace`` so that stopping stays fast.
         for conn in list(self.connections):
             if not conn.handler_started:
-                conn.transport.abort()  # still in the opening handshake
+                transport_of(conn).abort()  # still in the opening handshake
         for relay in list(self.relays.values()):
             for peer in list(relay.peers.values()):
                 self.spawn(self.close(peer, 1001, "Proxy stopped"))
@@ -243,7 +240,7 @@ class ProxyCore:
             for task in late:
                 task.cancel()
         for conn in list(self.connections):
-            conn.transport.abort()
+            transport_of(conn).abort()
         if self.tasks:
             await asyncio.wait(list(self.tasks))
 
@@ -256,8 +253,8 @@ class ProxyCore:
     def refuse_raw(self, conn: TunnelServerConnection, body: str) -> None:
         """Refuse a request ``websockets`` should not parse: 400, then close."""
         self.events.record("refused", channel_id=conn.channel_id, code=400, reason=body)
-        conn.transport.write(raw_refusal(body, conn.channel_id))
-        conn.transport.close()
+        transport_of(conn).write(raw_refusal(body, conn.channel_id))
+        transport_of(conn).close()
 
     def select_subprotocol(self, connection: ServerConnection, offers: Iterable[str]) -> str | None:
         """The client's first tunneling subprotocol (checked before, in ``check_request``)."""
@@ -268,10 +265,10 @@ class ProxyCore:
         """Check the handshake and admit it with the fake; see ``_handshake`` for the order."""
         conn = cast(TunnelServerConnection, connection)
         try:
-            if self.stopping or not connection.server.is_serving():
+            if self.stopping or not serving(connection):
                 raise Refusal("Service unavailable: The proxy is stopping.")
             checked = check_request(request)
-            response = connection.protocol.accept(request)
+            response = protocol_of(connection).accept(request)
             if response.status_code != 101:
                 text = response.body.decode(errors="replace").strip()
                 text = text.removeprefix("Failed to open a WebSocket connection: ").split("\n")[0]
@@ -290,7 +287,7 @@ class ProxyCore:
         relay = self.relays.get(tunnel.tunnel_id)
         if relay is None:
             relay = self.relays[tunnel.tunnel_id] = TunnelRelay(tunnel, self)
-        relay.pending[checked.mode] += 1
+        relay.admitted(checked.mode)
         conn.admission = Admission(relay, checked)
         return response
 
@@ -322,11 +319,7 @@ class ProxyCore:
         """An admitted handshake never opened: release its hold on the connection state."""
         assert conn.admission is not None
         relay, mode = conn.admission.relay, conn.admission.request.mode
-        relay.pending[mode] -= 1
-        self._release(relay, mode)
-
-    def _release(self, relay: TunnelRelay, mode: str) -> None:
-        relay.release(mode)
+        relay.admission_dropped(mode)
         if relay.idle:
             self.relays.pop(relay.tunnel_id, None)
 
@@ -425,30 +418,17 @@ class ProxyCore:
                 self.faults.note_close_delay(tunnel_id, delay)
                 self.spawn(self._close_later(relay, delay, reason))
                 return
-            for peer in list(relay.peers.values()):
-                relay.close(peer, 1000, reason)
+            relay.close_all(reason)
         elif event == "deleted":
-            for peer in list(relay.peers.values()):
-                relay.close(peer, 1000, DELETED)
+            relay.deleted()
         elif event == "revoked" and mode is not None:
-            # docs/fidelity.md: rotating a mode's token closes that mode's connection (1008).
-            # One service list per tunnel: a rotation's destinationConfig may change the
-            # services, and the protocol cannot tell a live client (SERVICE_IDS comes
-            # once, at connect), so a connection announced another list is closed too.
-            services = set(relay.tunnel.services)
-            for peer in list(relay.peers.values()):
-                record = self.fake.token(peer.access_token)
-                if record is None or record.revoked:
-                    relay.close(peer, 1008, REVOKED)
-                elif peer.conn.version.has_service_ids and set(peer.conn.services) != services:
-                    relay.close(peer, 1008, SERVICES_CHANGED)
+            relay.tokens_rotated()
 
     async def _close_later(self, relay: TunnelRelay, delay: float, reason: str) -> None:
         # The close-delay fault: the connections stay open, and relay data, for ``delay``
         # seconds of real time after the tunnel became CLOSED; new handshakes are refused.
         await asyncio.sleep(delay)
-        for peer in list(relay.peers.values()):
-            relay.close(peer, 1000, reason)
+        relay.close_all(reason)
 
 
 def _listening_socket() -> socket.socket:
@@ -465,7 +445,7 @@ def _listening_socket() -> socket.socket:
 
 def _first_close(ws: ServerConnection) -> tuple[int, str]:
     """Code and reason of the close frame that started the closing handshake (1006 if none)."""
-    protocol = ws.protocol
+    protocol = protocol_of(ws)
     if protocol.close_rcvd_then_sent:
         first = protocol.close_rcvd
     else:

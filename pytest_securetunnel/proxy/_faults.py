@@ -10,6 +10,7 @@ from pytest_securetunnel.protocol import TunnelMessage
 from ._events import EventLog
 from ._peer import Delivery, Peer
 from ._relay import TunnelRelay
+from ._ws_internals import transport_of
 
 __all__ = ["Faults"]
 
@@ -69,7 +70,7 @@ class Faults:
         for peer in found:
             self._log(peer, "drop")
             peer.closing = True
-            peer.ws.transport.abort()
+            transport_of(peer.ws).abort()
         return len(found)
 
     def inject(
@@ -81,10 +82,10 @@ class Faults:
     ) -> int:
         """Send the messages ``build(peer)`` makes to each selected connection."""
         found = self.peers(tunnel_id, mode)
+        relay = self._relays[tunnel_id]
         for peer in found:
             self._log(peer, name)
-            for message in build(peer):
-                peer.send(message)
+            relay.send(peer, build(peer))
         return len(found)
 
     # -- late closing after CloseTunnel or expiry ----------------------------------

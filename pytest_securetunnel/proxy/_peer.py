@@ -29,6 +29,7 @@ from pytest_securetunnel.protocol import (
 
 from ._connection import TunnelServerConnection
 from ._events import EventKind, EventLog
+from ._ws_internals import protocol_of, transport_of, write_paused
 
 __all__ = ["SHAPED_QUEUE_LIMIT", "Delivery", "Peer"]
 
@@ -116,16 +117,13 @@ class Peer:
         self.ws = ws
         self.tunnel_id = tunnel_id
         self.conn = conn
-        self._streams = conn.streams
-        self._protocol = ws.protocol
-        self._transport = ws.transport
+        self._protocol = protocol_of(ws)
+        self._transport = transport_of(ws)
         self.mode = conn.mode.value
         self.channel_id = ws.channel_id
         self.access_token = access_token
         self.delivery = delivery
         self.closing = False
-        #: Set once the client broke a protocol rule: nothing more of it is processed.
-        self.failed = False
         self._events = events
         self._on_error = on_error
         self._queue: collections.deque[_Item] = collections.deque()
@@ -163,7 +161,7 @@ class Peer:
         """Whether this client takes no more for now: its write buffer is above its limit
         (it reads too slowly), or its shaped delivery holds over :data:`SHAPED_QUEUE_LIMIT`.
         """
-        return self.ws.paused or self._queued > SHAPED_QUEUE_LIMIT
+        return write_paused(self.ws) or self._queued > SHAPED_QUEUE_LIMIT
 
     def when_writable(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once this client takes more (or its connection is gone)."""
@@ -182,7 +180,8 @@ class Peer:
 
         ``frame`` is the message's encoding when known: a relayed frame is forwarded
         unchanged (the service never alters tunneling messages). A message for a closing
-        connection is logged as dropped.
+        connection is logged as dropped. The relay policy has already recorded the
+        message in the connection's stream state.
         """
         protocol = self._protocol
         if self.closing or protocol.state is not State.OPEN:
@@ -190,7 +189,6 @@ class Peer:
             return
         if frame is None:
             frame = encode_frame(message)
-        self._streams.apply(message, from_client=False)  # TunnelConnection.note_sent
         if self._writer is None and self._passthrough:
             protocol.send_binary(frame)
             # Logged before the bytes leave, so a client never sees a message the log lacks.

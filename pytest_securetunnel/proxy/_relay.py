@@ -1,27 +1,40 @@
-"""One tunnel's relay: its source and destination connections and what passes between.
+"""One tunnel's relay on the proxy's loop: carries out what the relay policy decides.
 
-Everything here is synchronous and runs on the proxy's loop: messages are validated by
-the protocol core and written to the peer as they are parsed. Closing a connection (a
-closing handshake) is the one asynchronous step; it is handed to ``RelayOwner.spawn``.
+The policy (:class:`~pytest_securetunnel.protocol.RelayPolicy`) validates messages,
+decides where they go and which connection is closed, and why; this adapter writes the
+messages, starts the closing handshakes (the one asynchronous step, handed to
+``RelayOwner.spawn``), logs the events and applies backpressure. Everything runs
+synchronously on the proxy's loop, as frames are parsed.
 """
 
 from __future__ import annotations
 
-import collections
-from collections.abc import Coroutine
-from typing import Any, Final, Protocol, cast
+from collections.abc import Coroutine, Iterable
+from typing import Any, Protocol, cast
 
 from pytest_securetunnel.protocol import (
-    LENGTH_PREFIX_SIZE,
-    ProtocolError,
+    CLOSED,
+    DELETED,
+    EXPIRED,
+    INTERNAL_CLOSE,
+    REVOKED,
+    SERVICES_CHANGED,
+    Close,
+    Disconnected,
+    Dropped,
+    Received,
+    RelayAction,
+    RelayPolicy,
+    Send,
     TunnelMessage,
-    decode_message,
-    validate_message,
+    TunnelState,
+    Violation,
 )
 from pytest_securetunnel.service import Mode, SecureTunnelFake, Tunnel
 
 from ._events import EventLog
 from ._peer import Peer
+from ._ws_internals import transport_of
 
 __all__ = [
     "CLOSED",
@@ -29,16 +42,12 @@ __all__ = [
     "EXPIRED",
     "INTERNAL_CLOSE",
     "REVOKED",
+    "SERVICES_CHANGED",
     "RelayOwner",
     "TunnelRelay",
 ]
 
-OTHER: Final = {"source": "destination", "destination": "source"}
-CLOSED: Final = "Tunnel closed by CloseTunnel"
-EXPIRED: Final = "Tunnel expired: its maxLifetimeTimeoutMinutes elapsed"
-REVOKED: Final = "Access token revoked by RotateTunnelAccessToken"
-DELETED: Final = "Tunnel deleted"
-INTERNAL_CLOSE: Final = "Internal error in pytest-securetunnel's proxy"
+_OTHER = {"source": "destination", "destination": "source"}
 
 
 class RelayOwner(Protocol):
@@ -69,8 +78,8 @@ class TunnelRelay:
         self.tunnel = tunnel
         self.tunnel_id = tunnel.tunnel_id
         self.owner = owner
-        self.peers: dict[str, Peer] = {}
-        self.pending: collections.Counter[str] = collections.Counter()
+        self.policy: RelayPolicy[Peer] = RelayPolicy()
+        self.peers = self.policy.peers
 
     def __repr__(self) -> str:
         return f"<TunnelRelay {self.tunnel_id} peers={sorted(self.peers)}>"
@@ -78,17 +87,31 @@ class TunnelRelay:
     @property
     def idle(self) -> bool:
         """Whether no connection is open or opening."""
-        return not self.peers and not +self.pending
+        return self.policy.idle
 
-    def close(self, peer: Peer, code: int, reason: str) -> None:
-        """Take ``peer`` out of the tunnel and start closing it (the handshake is a task).
+    # -- events in ----------------------------------------------------------------------
 
-        Its later traffic is not relayed, and a new connection on its side is not a
-        replacement (no STREAM_RESET for the peer: a disconnect is silent).
-        """
-        if self.peers.get(peer.mode) is peer:
-            del self.peers[peer.mode]
-        self.owner.spawn(self.owner.close(peer, code, reason))
+    def admitted(self, mode: str) -> None:
+        """A handshake for ``mode`` was admitted."""
+        self.policy.admitted(mode)
+
+    def admission_dropped(self, mode: str) -> None:
+        """An admitted handshake for ``mode`` never opened."""
+        self.run(self.policy.admission_dropped(mode))
+
+    def open(self, peer: Peer) -> None:
+        """Start relaying for a connection whose WebSocket just opened."""
+        fake = self.owner.fake
+        # The tunnel may have closed, or the token been rotated, during the handshake.
+        if fake.status(self.tunnel) != "OPEN":
+            state = TunnelState.CLOSED if self.tunnel.closed_at is not None else TunnelState.EXPIRED
+        elif not self._still_stored():
+            state = TunnelState.DELETED
+        else:
+            state = TunnelState.OPEN
+        record = fake.token(peer.access_token)
+        valid = record is not None and not record.revoked
+        self.run(self.policy.connected(peer, peer.conn, tunnel=state, token_valid=valid))
 
     def _still_stored(self) -> bool:
         """Whether the fake still holds the tunnel (not deleted, not forgotten by reset)."""
@@ -97,132 +120,93 @@ class TunnelRelay:
         except KeyError:
             return False
 
-    def closed_reason(self) -> str | None:
-        """Why the tunnel is CLOSED by the fake's clock, or ``None`` while it is OPEN."""
-        if self.owner.fake.status(self.tunnel) == "OPEN":
-            return None
-        return CLOSED if self.tunnel.closed_at is not None else EXPIRED
-
-    # -- connections come and go ------------------------------------------------------
-
-    def open(self, peer: Peer) -> None:
-        """Start relaying for a connection whose WebSocket just opened."""
-        self.pending[peer.mode] -= 1
-        first = peer.conn.service_ids_message()
-        if first is not None:
-            # V2/V3 guides, 'Step 1'; localproxy: SERVICE_IDS must be the first message.
-            peer.send(first)
-        old = self.peers.get(peer.mode)
-        if old is not None:
-            # docs/fidelity.md: a new connection replaces the old one, closed with 1008;
-            # the peer receives STREAM_RESET for its active streams.
-            self.close(old, 1008, f"Replaced by a new {peer.mode} connection")
-            self._reset_streams(self.peers.get(OTHER[peer.mode]))
-        self.peers[peer.mode] = peer
-        # The tunnel may have closed, or the token been rotated, during the handshake.
-        closed = self.closed_reason()
-        record = self.owner.fake.token(peer.access_token)
-        if closed is not None:
-            self.close(peer, 1000, closed)
-        elif not self._still_stored():
-            self.close(peer, 1000, DELETED)
-        elif record is None or record.revoked:
-            self.close(peer, 1008, REVOKED)
-
     def detach(self, peer: Peer, code: int | None = None, reason: str | None = None) -> None:
         """Forget a connection that ended (with close ``code``/``reason``); tell the fake."""
-        if self.peers.get(peer.mode) is peer:
-            del self.peers[peer.mode]
-        self.release(peer.mode, code, reason)
+        self.run(self.policy.disconnected(peer, code, reason))
 
-    def release(self, mode: str, code: int | None = None, reason: str | None = None) -> None:
-        """Tell the fake ``mode`` is disconnected unless a connection still holds it."""
-        if mode not in self.peers and self.pending[mode] <= 0:
-            self.owner.fake.connection_closed(self.tunnel, cast("Mode", mode), code, reason)
+    def close(self, peer: Peer, code: int, reason: str) -> None:
+        """Take ``peer`` out of the tunnel and start closing it (the handshake is a task)."""
+        self.run(self.policy.close(peer, code, reason))
 
-    def _reset_streams(self, peer: Peer | None) -> None:
-        if peer is not None:
-            for message in peer.conn.stream_reset_messages():
-                peer.send(message)
+    def close_all(self, reason: str) -> None:
+        """Close both sides with 1000 after CloseTunnel (``CLOSED``) or expiry (``EXPIRED``)."""
+        self.run(self.policy.tunnel_closed(expired=reason == EXPIRED))
 
-    # -- messages ---------------------------------------------------------------------
+    def deleted(self) -> None:
+        """The tunnel was deleted: close both sides."""
+        self.run(self.policy.tunnel_deleted())
+
+    def tokens_rotated(self) -> None:
+        """A token was rotated: close what the new tokens and services no longer allow."""
+        fake = self.owner.fake
+        revoked = []
+        for peer in self.peers.values():
+            record = fake.token(peer.access_token)
+            if record is None or record.revoked:
+                revoked.append(peer)
+        self.run(self.policy.tokens_rotated(self.tunnel.services, revoked))
+
+    def send(self, peer: Peer, messages: Iterable[TunnelMessage]) -> None:
+        """Send messages the service generates (injected faults) to ``peer``."""
+        self.run([self.policy.send(peer, message) for message in messages])
 
     def on_data(self, peer: Peer, data: bytes) -> None:
         """Validate and relay one binary WebSocket message from ``peer``."""
-        conn = peer.conn
-        if peer.failed:
-            return  # it broke a rule: nothing more is processed
         try:
-            size = len(data)
-            if size >= 2 and (data[0] << 8 | data[1]) == size - 2 and not conn.buffered:
-                # The usual case, one whole frame: TunnelConnection.receive_data's steps
-                # without its buffer, and the frame is forwarded unchanged. The body is a
-                # view, not a 64 KB copy.
-                message = decode_message(memoryview(data)[LENGTH_PREFIX_SIZE:])
-                validate_message(message, conn.context)
-                conn.streams.apply(message, from_client=True)
-                self._forward(peer, message, data)
-            else:
-                for message, frame in conn.receive_frames(data):
-                    self._forward(peer, message, frame)
-        except ProtocolError as exc:
-            for message, frame in zip(exc.accepted, exc.accepted_frames, strict=True):
-                self._forward(peer, message, frame)
-            self._violation(peer, exc)
-            return
+            self.run(self.policy.receive_data(peer, data))
         except Exception as exc:  # a bug: record it, close this connection only
-            peer.ws.sink = _ignore
             self.owner.record_error(exc)
-            self.close(peer, 1011, INTERNAL_CLOSE)
+            self.run(self.policy.close(peer, 1011, INTERNAL_CLOSE, discard_input=True))
             return
-        other = self.peers.get(OTHER[peer.mode])
+        other = self.peers.get(_OTHER[peer.mode])
         if other is not None and other.paused:
             # Backpressure: stop reading this client until the peer drains.
-            transport = peer.ws.transport
+            transport = transport_of(peer.ws)
             transport.pause_reading()
             other.when_writable(transport.resume_reading)
 
     def on_text(self, peer: Peer) -> None:
         """A text message from ``peer``: close it (1003); nothing more is processed."""
-        if peer.failed:
-            return
-        peer.failed = True
-        peer.ws.sink = _ignore
-        self.close(peer, 1003, "Text frames are not supported: use binary")
+        self.run(self.policy.receive_text(peer))
 
-    def _forward(self, peer: Peer, message: TunnelMessage, frame: bytes | None) -> None:
+    # -- actions out --------------------------------------------------------------------
+
+    def run(self, actions: list[RelayAction[Peer]]) -> None:
+        """Carry out the policy's actions, in order."""
         events = self.owner.events
-        events.record_message("received", self.tunnel_id, peer.mode, peer.channel_id, message)
-        if self.peers.get(peer.mode) is not peer:
-            return  # replaced: its traffic no longer reaches the tunnel
-        other = self.peers.get(OTHER[peer.mode])
-        if other is not None:
-            other.send(message, frame)
-        else:
-            # docs/fidelity.md: no buffer for a side that is not connected.
-            other_mode = OTHER[peer.mode]
-            events.record(
-                "dropped",
-                tunnel_id=self.tunnel_id,
-                mode=other_mode,
-                message=message,
-                reason=f"{other_mode} not connected",
-            )
-
-    def _violation(self, peer: Peer, exc: ProtocolError) -> None:
-        peer.failed = True
-        peer.ws.sink = _ignore
-        self.owner.events.record(
-            "violation",
-            tunnel_id=self.tunnel_id,
-            mode=peer.mode,
-            channel_id=peer.channel_id,
-            code=1002,
-            reason=exc.rule,
-            error=exc,
-        )
-        # docs/fidelity.md: only the offender is closed (1002, naming the rule); its peer
-        # receives STREAM_RESET for the affected streams.
-        if self.peers.get(peer.mode) is peer:
-            self._reset_streams(self.peers.get(OTHER[peer.mode]))
-        self.close(peer, 1002, f"{exc.rule}: {exc.detail}")
+        for action in actions:
+            # The common actions first: each relayed message is a Received and a Send.
+            if isinstance(action, Received):
+                peer = action.peer
+                events.record_message(
+                    "received", self.tunnel_id, peer.mode, peer.channel_id, action.message
+                )
+            elif isinstance(action, Send):
+                action.peer.send(action.message, action.frame)
+            elif isinstance(action, Dropped):
+                events.record(
+                    "dropped",
+                    tunnel_id=self.tunnel_id,
+                    mode=action.mode,
+                    message=action.message,
+                    reason=action.reason,
+                )
+            elif isinstance(action, Close):
+                if action.discard_input:
+                    action.peer.ws.sink = _ignore
+                self.owner.spawn(self.owner.close(action.peer, action.code, action.reason))
+            elif isinstance(action, Violation):
+                peer = action.peer
+                events.record(
+                    "violation",
+                    tunnel_id=self.tunnel_id,
+                    mode=peer.mode,
+                    channel_id=peer.channel_id,
+                    code=1002,
+                    reason=action.error.rule,
+                    error=action.error,
+                )
+            elif isinstance(action, Disconnected):
+                self.owner.fake.connection_closed(
+                    self.tunnel, cast("Mode", action.mode), action.code, action.reason
+                )

@@ -10,7 +10,7 @@ import time
 import pytest
 from freezegun import freeze_time
 
-import pytest_securetunnel.proxy._relay as relay_module
+import pytest_securetunnel.protocol._relay as relay_module
 from pytest_securetunnel.protocol import TunnelMessage
 from pytest_securetunnel.proxy import Delivery, TunnelProxy, TunnelProxyError
 from pytest_securetunnel.service import SecureTunnelFake
