@@ -46,6 +46,8 @@ DEFAULT_PAGE_SIZE = 100  # decisions.md: ListTunnels without maxResults
 CLOSED_RETENTION_SECONDS = 3 * 3600.0  # facts sheet: "for at least three hours"
 
 _JSON_HEADERS = {"content-type": "application/x-amz-json-1.1"}
+#: Deepest nesting of objects and arrays a request body may have (the model needs 3).
+MAX_JSON_DEPTH = 32
 
 
 @dataclass
@@ -316,8 +318,19 @@ class SecureTunnelFake:
             params = json.loads(body) if body else {}
             if not isinstance(params, dict):
                 raise ServiceError("SerializationException", "Request body must be a JSON object")
+            if _depth(params) > MAX_JSON_DEPTH:
+                raise ServiceError(
+                    "SerializationException",
+                    f"Request body is nested more than {MAX_JSON_DEPTH} levels deep",
+                )
         except ValueError as exc:
             error = ServiceError("SerializationException", f"Request body is not valid JSON: {exc}")
+            return self._error_response(error)
+        except RecursionError:
+            error = ServiceError(
+                "SerializationException",
+                f"Request body is nested more than {MAX_JSON_DEPTH} levels deep",
+            )
             return self._error_response(error)
         except ServiceError as exc:
             return self._error_response(exc)
@@ -530,6 +543,22 @@ def _arn_prefix(backend: Backend) -> str:
     """``arn:<partition>:iot:<region>:<account>:tunnel/`` (facts sheet: tunnel ARN format)."""
     partition = _model.partition(backend.region)
     return f"arn:{partition}:iot:{backend.region}:{backend.account_id}:tunnel/"
+
+
+def _depth(value: Any) -> int:
+    """How deeply JSON ``value`` nests objects and arrays (without recursion)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, level)
+            if level > MAX_JSON_DEPTH:
+                return level
+            stack.extend((child, level + 1) for child in item)
+    return deepest
 
 
 def _without_nulls(value: Any) -> Any:
