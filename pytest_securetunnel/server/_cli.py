@@ -13,6 +13,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from ._auth import parse_access_key
+from ._http import HttpLimits
 from ._server import SecureTunnelServer
 
 _DESCRIPTION = (
@@ -48,12 +49,31 @@ def _port(value: str) -> int:
     return port
 
 
+def _positive(kind: type[int] | type[float]) -> Any:
+    def parse(value: str) -> int | float:
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+        if not 0 < number < float("inf"):
+            raise argparse.ArgumentTypeError(f"{value!r} must be a positive number")
+        return number
+
+    return parse
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``serve``."""
     parser.add_argument(
         "--host",
         default="127.0.0.1",
         help="control-plane address to bind (default: 127.0.0.1, loopback only)",
+    )
+    parser.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow --host to be an address other than loopback (reachable from other "
+        "machines; the admin API then needs its token)",
     )
     parser.add_argument(
         "--port", type=_port, default=0, help="control-plane port (default: 0, a free port)"
@@ -93,6 +113,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="123456789012",
         help="account of unknown access keys (default: 123456789012)",
     )
+    parser.add_argument(
+        "--admin-token",
+        default=None,
+        metavar="TOKEN",
+        help="bearer token of the admin API (default: a random one when --access-key or "
+        "--allow-remote is given; printed at start-up)",
+    )
+    parser.add_argument(
+        "--request-timeout",
+        type=_positive(float),
+        default=HttpLimits.request_timeout,
+        metavar="SECONDS",
+        help="seconds a request may take to arrive in full (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=_positive(int),
+        default=HttpLimits.max_connections,
+        help="connections served at once; more get 503 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-body-bytes",
+        type=_positive(int),
+        default=HttpLimits.max_body_bytes,
+        help="largest request body accepted; larger get 413 (default: %(default)s)",
+    )
     parser.add_argument("--quiet", action="store_true", help="do not log each call on stderr")
 
 
@@ -122,6 +168,13 @@ def serve(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | Non
             seed=args.seed,
             default_region=args.region,
             default_account_id=args.account_id,
+            allow_remote=args.allow_remote,
+            admin_token=args.admin_token,
+            limits=HttpLimits(
+                max_body_bytes=args.max_body_bytes,
+                request_timeout=args.request_timeout,
+                max_connections=args.max_connections,
+            ),
         )
     except ValueError as exc:
         print(f"securetunnel-server: error: {exc}", file=err, flush=True)
@@ -165,6 +218,11 @@ def _announce(server: SecureTunnelServer, out: TextIO) -> None:
     if info["data_tls_endpoint"]:
         lines.append(f"data plane (TLS): {info['data_tls_endpoint']} (CA file: {info['ca_file']})")
     lines.append(f"admin API: {server.admin_url}/")
+    if server.admin_token is not None:
+        lines.append(
+            f"admin API token: {server.admin_token} (send 'Authorization: Bearer "
+            f"{server.admin_token}')"
+        )
     for line in lines:
         print(f"securetunnel-server {line}", file=out)
     print(json.dumps(info), file=out, flush=True)

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from helpers_server import call, request
 
-from pytest_securetunnel.server import SecureTunnelServer
+from pytest_securetunnel.server import HttpLimits, SecureTunnelServer
 
 
 @pytest.mark.parametrize(
@@ -47,3 +53,188 @@ def test_deeply_nested_json_is_a_400_not_a_server_bug(server: SecureTunnelServer
     assert answer["message"] == "Request body is nested more than 32 levels deep"
     server.stop()  # raises if anything was recorded as a bug
     assert server.errors == []
+
+
+# -- HTTP parsing and limits -----------------------------------------------------------
+
+
+def exchange(server: SecureTunnelServer, data: bytes, timeout: float = 10.0) -> bytes:
+    """Send raw bytes on a new connection; everything the server sends until it closes."""
+    host, port = server.endpoint_url.rsplit("/", 1)[1].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(data)
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+
+def answers(raw: bytes) -> list[tuple[int, dict[str, Any]]]:
+    """Every (status, JSON body) in a stream of HTTP responses."""
+    out = []
+    while raw:
+        head, _, rest = raw.partition(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = int(re.search(rb"(?i)content-length: *(\d+)", head)[1])  # type: ignore[index]
+        out.append((status, json.loads(rest[:length]) if length else {}))
+        raw = rest[length:]
+    return out
+
+
+def api_request(body: bytes, length: str | None = None, extra: str = "") -> bytes:
+    size = str(len(body)) if length is None else length
+    return (
+        f"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Target: IoTSecuredTunneling.ListTunnels\r\n"
+        f"Content-Type: application/x-amz-json-1.1\r\nContent-Length: {size}\r\n{extra}\r\n"
+    ).encode() + body
+
+
+SMUGGLED = b"POST /_securetunnel/reset HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("length", "needle"),
+    [("-1", "Content-Length"), ("1_0", "Content-Length"), ("0x10", "Content-Length")],
+)
+def test_a_bad_content_length_is_a_400_and_nothing_is_smuggled(
+    server: SecureTunnelServer, length: str, needle: str
+) -> None:
+    opened = call(server.endpoint_url, "OpenTunnel", {})[2]
+    raw = exchange(server, api_request(SMUGGLED, length))
+    ((status, body),) = answers(raw)  # one answer, then the connection is closed
+    assert (status, body["__type"]) == (400, "MalformedHttpRequest")
+    assert body["message"].startswith("malformed HTTP request:")
+    assert [t.tunnel_id for t in server.fake] == [opened["tunnelId"]]  # no reset happened
+    assert server.errors == []
+
+
+def test_a_huge_content_length_is_a_413_before_any_body_is_read(
+    server: SecureTunnelServer,
+) -> None:
+    started = time.monotonic()
+    ((status, body),) = answers(exchange(server, api_request(b"{}", str(50 * 2**30))))
+    assert time.monotonic() - started < 5
+    assert (status, body["__type"]) == (413, "RequestEntityTooLarge")
+    assert body["message"] == (
+        "request body of 53687091200 bytes is larger than this server accepts (1048576 bytes)"
+    )
+    assert server.errors == []
+
+
+def test_a_chunked_body_over_the_limit_is_a_413() -> None:
+    limits = HttpLimits(max_body_bytes=1000)
+    with SecureTunnelServer(data_plane=False, limits=limits) as server:
+        chunk = b"400\r\n" + b" " * 1024 + b"\r\n"
+        request = (
+            b"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: IoTSecuredTunneling.ListTunnels\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" + chunk + b"0\r\n\r\n"
+        )
+        ((status, body),) = answers(exchange(server, request))
+        assert (status, body["message"]) == (
+            413,
+            "request body of more than 1000 bytes is larger than this server accepts (1000 bytes)",
+        )
+        ok = b"2\r\n{}\r\n0\r\n\r\n"
+        ((status, body),) = answers(
+            exchange(
+                server,
+                request.replace(chunk + b"0\r\n\r\n", ok).replace(b"1.1\r\nHost", b"1.0\r\nHost"),
+            )
+        )
+        assert (status, body) == (200, {"tunnelSummaries": []})
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "needle"),
+    [
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            400,
+            "both Content-Length and Transfer-Encoding are set",
+        ),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nX: a\x01b\r\n\r\n", 400, "control character"),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+            501,
+            "Only Transfer-Encoding: chunked is supported",
+        ),
+        (b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 400, "Host"),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nBad Name: 1\r\n\r\n", 400, "malformed"),
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40, 400, "malformed"),
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n",
+            431,
+            "request line and headers are longer than this server accepts (16384 bytes)",
+        ),
+    ],
+)
+def test_malformed_requests_get_a_prompt_answer_with_a_reason(
+    server: SecureTunnelServer, data: bytes, status: int, needle: str
+) -> None:
+    started = time.monotonic()
+    ((got, body),) = answers(exchange(server, data))
+    assert time.monotonic() - started < 5
+    assert got == status
+    assert needle in body["message"]
+    assert server.errors == []
+
+
+def test_repeated_signing_headers_are_refused(server: SecureTunnelServer) -> None:
+    extra = "X-Amz-Target: IoTSecuredTunneling.CloseTunnel\r\n"
+    ((status, body),) = answers(
+        exchange(server, api_request(b"{}", extra=extra + "Connection: close\r\n"))
+    )
+    assert (status, body["__type"]) == (400, "MalformedHttpRequest")
+    assert body["message"] == "header 'x-amz-target' appears 2 times; send it once"
+
+
+def test_slowloris_connections_hold_no_thread_and_get_a_408() -> None:
+    limits = HttpLimits(request_timeout=0.5)
+    with SecureTunnelServer(data_plane=False, limits=limits) as server:
+        host, port = server.endpoint_url.rsplit("/", 1)[1].rsplit(":", 1)
+        threads = threading.active_count()
+        sockets = [socket.create_connection((host, int(port)), timeout=10) for _ in range(50)]
+        try:
+            started = time.monotonic()
+            for sock in sockets:
+                sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            assert threading.active_count() <= threads
+            for sock in sockets:
+                raw = b""
+                while chunk := sock.recv(65536):
+                    raw += chunk
+                ((status, body),) = answers(raw)
+                assert (status, body["__type"]) == (408, "RequestTimeout")
+            assert time.monotonic() - started < 5
+            # The server still answers at once.
+            assert call(server.endpoint_url, "ListTunnels", {})[0] == 200
+        finally:
+            for sock in sockets:
+                sock.close()
+
+
+def test_connections_over_the_cap_get_a_503() -> None:
+    limits = HttpLimits(max_connections=5)
+    with SecureTunnelServer(data_plane=False, limits=limits) as server:
+        host, port = server.endpoint_url.rsplit("/", 1)[1].rsplit(":", 1)
+        held = [socket.create_connection((host, int(port)), timeout=10) for _ in range(5)]
+        try:
+            wait_for(lambda: server._http is not None and server._http.connection_count == 5)
+            ((status, body),) = answers(exchange(server, api_request(b"{}")))
+            assert (status, body["__type"]) == (503, "ServiceUnavailable")
+            assert "at most 5 at once" in body["message"]
+        finally:
+            for sock in held:
+                sock.close()
+        wait_for(lambda: server._http is not None and server._http.connection_count == 0)
+        assert call(server.endpoint_url, "ListTunnels", {})[0] == 200
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
