@@ -7,13 +7,16 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from helpers_server import call, request
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from helpers_server import ACCESS_KEY, SECRET_KEY, call, request
 
-from pytest_securetunnel.server import HttpLimits, SecureTunnelServer
+from pytest_securetunnel.server import HttpLimits, SecureTunnelServer, main
 
 
 @pytest.mark.parametrize(
@@ -238,3 +241,81 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.01)
+
+
+# -- who may use the admin API ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.1", "example.com", ""])
+def test_listening_beyond_loopback_needs_allow_remote(host: str) -> None:
+    with pytest.raises(ValueError) as info:
+        SecureTunnelServer(host=host, data_plane=False)
+    assert str(info.value).startswith(f"host {host!r} is not a loopback address")
+    assert "allow_remote=True (serve --allow-remote)" in str(info.value)
+
+
+def test_serve_refuses_a_remote_host_without_allow_remote(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["serve", "--host", "0.0.0.0", "--no-data-plane"]) == 2
+    err = capsys.readouterr().err
+    assert "error: host '0.0.0.0' is not a loopback address" in err
+    assert "--allow-remote" in err
+
+
+def test_a_remote_server_guards_its_admin_api_with_a_token() -> None:
+    # Not started: tests listen on loopback only.
+    remote = SecureTunnelServer(host="0.0.0.0", allow_remote=True, data_plane=False)
+    assert remote.admin_token is not None and len(remote.admin_token) >= 32
+    assert SecureTunnelServer(data_plane=False).admin_token is None
+    assert SecureTunnelServer(data_plane=False, admin_token="t").admin_token == "t"
+
+
+@pytest.fixture
+def keyed_server() -> Iterator[SecureTunnelServer]:
+    with SecureTunnelServer(
+        data_plane=False, access_keys={ACCESS_KEY: SECRET_KEY}, admin_token="let-me-in"
+    ) as server:
+        yield server
+
+
+def test_with_access_keys_the_admin_api_needs_credentials(
+    keyed_server: SecureTunnelServer,
+) -> None:
+    url = keyed_server.endpoint_url
+    keyed_server.fake.call("OpenTunnel", {})
+    for method, route, body in [
+        ("GET", "state", b""),
+        ("POST", "clock/advance", b'{"hours": 13}'),
+        ("POST", "reset", b""),
+    ]:
+        status, _, raw = request(url, method, f"/_securetunnel/{route}", body)
+        answer = json.loads(raw)
+        assert (status, answer["error"]) == (401, "AdminUnauthorized")
+        assert answer["message"].startswith("no credentials were sent. The admin API")
+        assert "sourceAccessToken" not in raw.decode()
+    assert keyed_server.fake.status(next(iter(keyed_server.fake))) == "OPEN"
+    wrong = {"Authorization": "Bearer guess"}
+    status, _, raw = request(url, "GET", "/_securetunnel/state", headers=wrong)
+    assert (status, json.loads(raw)["message"].split(".")[0]) == (
+        401,
+        "the bearer token is not this server's admin token",
+    )
+    right = {"Authorization": "Bearer let-me-in"}
+    status, _, raw = request(url, "GET", "/_securetunnel/state", headers=right)
+    assert status == 200 and len(json.loads(raw)["tunnels"]) == 1
+
+
+def test_a_sigv4_signed_admin_request_is_accepted(keyed_server: SecureTunnelServer) -> None:
+    url = keyed_server.endpoint_url
+    signed = AWSRequest(method="GET", url=url + "/_securetunnel/clock", data=b"")
+    signed.headers["Host"] = url.split("//", 1)[1]
+    SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "IoTSecuredTunneling", "us-east-1").add_auth(
+        signed
+    )
+    status, _, raw = request(url, "GET", "/_securetunnel/clock", headers=dict(signed.headers))
+    assert (status, sorted(json.loads(raw))) == (200, ["iso", "time"])
+    forged = dict(signed.headers)
+    forged["Authorization"] = forged["Authorization"][:-4] + "0000"
+    status, _, raw = request(url, "GET", "/_securetunnel/clock", headers=forged)
+    assert (status, json.loads(raw)["message"].split(":")[0]) == (401, "InvalidSignatureException")
