@@ -206,6 +206,7 @@ class Admin:
             "clock": clock_json(fake),
             "tunnels": tunnels,
             "calls": [call_json(c) for c in list(fake.calls)],
+            "droppedCalls": getattr(fake.calls, "dropped", 0),
             "notificationCount": len(fake.notifications),
         }
 

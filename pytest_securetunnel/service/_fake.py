@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import collections
+import hashlib
+import heapq
 import json
 import random
 import secrets
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pytest_securetunnel.service import _model
+from pytest_securetunnel.service._calllog import DEFAULT_MAX_CALLS, CallLog
 from pytest_securetunnel.service._clock import Clock
 from pytest_securetunnel.service._errors import (
     FakeInternalError,
@@ -46,6 +49,8 @@ DEFAULT_PAGE_SIZE = 100  # decisions.md: ListTunnels without maxResults
 CLOSED_RETENTION_SECONDS = 3 * 3600.0  # facts sheet: "for at least three hours"
 
 _JSON_HEADERS = {"content-type": "application/x-amz-json-1.1"}
+#: ListTunnels page tokens kept per account and region; older ones are no longer valid.
+MAX_LIST_SNAPSHOTS = 1000
 #: Deepest nesting of objects and arrays a request body may have (the model needs 3).
 MAX_JSON_DEPTH = 32
 
@@ -103,7 +108,8 @@ class SecureTunnelFake:
     Holds one backend per account and region, one :class:`Clock`, the
     :class:`Quotas`, the recorded :attr:`calls` and the device :attr:`notifications`.
     IDs and tokens come from a random generator seeded with :attr:`seed`; pass the
-    same seed to replay a run exactly.
+    same seed to replay a run exactly. :attr:`calls` keeps the latest ``max_calls``
+    calls (``calls.dropped`` counts the older ones).
     """
 
     def __init__(
@@ -114,6 +120,7 @@ class SecureTunnelFake:
         quotas: Quotas | None = None,
         default_account_id: str = DEFAULT_ACCOUNT_ID,
         default_region: str = DEFAULT_REGION,
+        max_calls: int = DEFAULT_MAX_CALLS,
     ) -> None:
         self.seed: int = secrets.randbits(32) if seed is None else seed
         self.clock = clock if clock is not None else Clock()
@@ -124,7 +131,7 @@ class SecureTunnelFake:
         #: Access key ID -> account ID; unknown keys act for ``default_account_id``.
         self.accounts: dict[str, str] = {}
         self.notifications = Notifications()
-        self.calls: list[CallRecord] = []
+        self.calls: CallLog[CallRecord] = CallLog(max_calls)
         self._lock = threading.RLock()
         self._listeners: list[Listener] = []
         self._outbox: collections.deque[Notification] = collections.deque()
@@ -141,7 +148,14 @@ class SecureTunnelFake:
         self._backends: dict[tuple[str, str], Backend] = {}
         self._tokens: dict[str, TokenRecord] = {}
         # Request bodies that passed model validation, so a repeated call skips it.
+        # Keyed by a digest, so the cache holds no request body.
         self._valid_bodies: dict[tuple[str, bytes], None] = {}
+        # Every token of each tunnel, dropped once the tunnel's retention ends.
+        self._tunnel_tokens: dict[str, list[str]] = {}
+        # When each backend next has a deadline: check_deadlines() costs nothing until then.
+        self._due: list[tuple[float, tuple[str, str]]] = []
+        self._scheduled: dict[tuple[str, str], float] = {}
+        self._scheduled_retention = self.closed_retention_seconds
 
     # -- inspection ---------------------------------------------------------------
 
@@ -292,8 +306,29 @@ class SecureTunnelFake:
         on a real-time timer, so expiry closes live connections promptly.
         """
         with self._lock:
-            for backend in list(self._backends.values()):
-                self._refresh(backend)
+            if self._scheduled_retention != self.closed_retention_seconds:
+                self._scheduled_retention = self.closed_retention_seconds
+                self._due.clear()
+                self._scheduled.clear()
+                for backend in self._backends.values():
+                    self._schedule(backend)
+            now = self.clock.time()
+            while self._due and self._due[0][0] <= now:
+                when, key = heapq.heappop(self._due)
+                if self._scheduled.get(key) != when:
+                    continue  # superseded by an earlier deadline
+                del self._scheduled[key]
+                due = self._backends.get(key)
+                if due is not None:
+                    self._refresh(due)
+
+    def _schedule(self, backend: Backend) -> None:
+        """Note when ``backend`` next has a deadline (for :meth:`check_deadlines`)."""
+        when = backend.next_deadline(self.closed_retention_seconds)
+        key = (backend.account_id, backend.region)
+        if when is not None and when < self._scheduled.get(key, float("inf")):
+            self._scheduled[key] = when
+            heapq.heappush(self._due, (when, key))
 
     # -- wire entry point ---------------------------------------------------------
 
@@ -334,7 +369,7 @@ class SecureTunnelFake:
             return self._error_response(error)
         except ServiceError as exc:
             return self._error_response(exc)
-        key = (operation, body)
+        key = (operation, hashlib.blake2b(body, digest_size=16).digest())
         try:
             result = self.call(
                 operation,
@@ -393,6 +428,7 @@ class SecureTunnelFake:
             try:
                 result = handler(self, backend, given)
             except ServiceError as exc:
+                self._schedule(backend)
                 raise record.fail(exc) from None
             except Exception as exc:
                 raise FakeInternalError(
@@ -400,6 +436,7 @@ class SecureTunnelFake:
                     f"with {params!r}: {type(exc).__name__}: {exc}. This is a bug in the fake, "
                     "not an answer AWS would give; please report it."
                 ) from exc
+            self._schedule(backend)
         record.ok(result)
         self._deliver()
         return result
@@ -426,6 +463,7 @@ class SecureTunnelFake:
         self._tokens[token] = TokenRecord(
             token, tunnel_id, backend.account_id, backend.region, mode
         )
+        self._tunnel_tokens.setdefault(tunnel_id, []).append(token)
         return token
 
     def _find(self, backend: Backend, tunnel_id: str) -> Tunnel:
@@ -443,12 +481,16 @@ class SecureTunnelFake:
 
     def _refresh(self, backend: Backend) -> None:
         """Apply expiry and drop closed tunnels past retention (decisions.md: 3 hours)."""
-        expired, gone = backend.refresh(self.clock.time(), self.closed_retention_seconds)
+        expired, gone, released = backend.refresh(self.clock.time(), self.closed_retention_seconds)
         for tunnel in expired:
             tunnel.events.append((tunnel.expires_at, "expired"))
             self._emit("closed", tunnel, None)
         for tunnel in gone:
             self._forget(tunnel)
+        for tunnel_id in released:  # retention is over: no rule needs their tokens
+            for token in self._tunnel_tokens.pop(tunnel_id, ()):
+                self._tokens.pop(token, None)
+        self._schedule(backend)
 
     def _delete(self, backend: Backend, tunnel: Tunnel) -> None:
         backend.ended(tunnel, self.clock.time())
@@ -530,7 +572,10 @@ class SecureTunnelFake:
 
     def __repr__(self) -> str:
         count = sum(len(b.tunnels) for b in self._backends.values())
-        return f"<SecureTunnelFake tunnels={count} calls={len(self.calls)} seed={self.seed}>"
+        calls = f"{len(self.calls)}"
+        if self.calls.dropped:
+            calls += f" (+{self.calls.dropped} dropped)"
+        return f"<SecureTunnelFake tunnels={count} calls={calls} seed={self.seed}>"
 
     def __iter__(self) -> Iterator[Tunnel]:
         """Every tunnel in every account and region, oldest first."""
@@ -762,6 +807,8 @@ def _list_tunnels(fake: SecureTunnelFake, backend: Backend, params: Params) -> P
     if end < len(snapshot.tunnel_ids):
         next_token = base64.urlsafe_b64encode(fake._page_rng.getrandbits(192).to_bytes(24, "big"))
         text = next_token.decode()
+        while len(backend.snapshots) >= MAX_LIST_SNAPSHOTS:  # the oldest page tokens lapse
+            del backend.snapshots[next(iter(backend.snapshots))]
         backend.snapshots[text] = ListSnapshot(snapshot.tunnel_ids, thing_name, end)
         result["nextToken"] = text
     return result
