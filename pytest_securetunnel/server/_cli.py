@@ -139,6 +139,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=HttpLimits.max_body_bytes,
         help="largest request body accepted; larger get 413 (default: %(default)s)",
     )
+    parser.add_argument(
+        "--max-calls",
+        type=_positive(int),
+        default=None,
+        help="calls kept in the fake's call log; older ones are dropped (default: 10000)",
+    )
     parser.add_argument("--quiet", action="store_true", help="do not log each call on stderr")
 
 
@@ -166,6 +172,7 @@ def serve(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | Non
             deny=args.deny,
             log=None if args.quiet else log,
             seed=args.seed,
+            **({} if args.max_calls is None else {"max_calls": args.max_calls}),
             default_region=args.region,
             default_account_id=args.account_id,
             allow_remote=args.allow_remote,

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,7 +17,7 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from helpers_server import ACCESS_KEY, SECRET_KEY, call, request
+from helpers_server import ACCESS_KEY, SECRET_KEY, Lines, call, cli_environment, request
 
 from pytest_securetunnel.server import HttpLimits, SecureTunnelServer, main
 
@@ -319,3 +322,96 @@ def test_a_sigv4_signed_admin_request_is_accepted(keyed_server: SecureTunnelServ
     forged["Authorization"] = forged["Authorization"][:-4] + "0000"
     status, _, raw = request(url, "GET", "/_securetunnel/clock", headers=forged)
     assert (status, json.loads(raw)["message"].split(":")[0]) == (401, "InvalidSignatureException")
+
+
+# -- serve under the same attacks --------------------------------------------------------
+
+
+def test_serve_under_attack_answers_each_and_stops_cleanly_on_sigterm() -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest_securetunnel",
+            "serve",
+            "--no-tls",
+            "--access-key",
+            f"{ACCESS_KEY}:{SECRET_KEY}",
+            "--request-timeout",
+            "0.5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_environment(),
+    )
+    assert process.stdout is not None and process.stderr is not None
+    out, err = Lines(process.stdout), Lines(process.stderr)
+    try:
+        info = json.loads(out.next_matching('"event": "ready"'))
+        assert f"admin API token: {info['admin_token']}" in "\n".join(out.seen)
+        host, port = info["endpoint_url"].rsplit("/", 1)[1].rsplit(":", 1)
+        address = (host, int(port))
+
+        def answer(data: bytes) -> tuple[int, Any]:
+            with socket.create_connection(address, timeout=10) as sock:
+                sock.sendall(data)
+                raw = b""
+                while chunk := sock.recv(65536):
+                    raw += chunk
+            ((status, body),) = answers(raw)
+            return status, body.get("__type") or body.get("error")
+
+        nested = b"[" * 100_000 + b"]" * 100_000
+        admin = (
+            b"POST /_securetunnel/clock/advance HTTP/1.1\r\nHost: x\r\n"
+            b'Content-Length: 14\r\nConnection: close\r\n\r\n{"hours": NaN}'
+        )
+        assert answer(admin) == (401, "AdminUnauthorized")
+        bearer = f"Authorization: Bearer {info['admin_token']}\r\n".encode()
+        assert answer(admin.replace(b"Host: x\r\n", b"Host: x\r\n" + bearer)) == (
+            400,
+            "InvalidArgument",
+        )
+        assert answer(api_request(nested, extra="Connection: close\r\n")) == (
+            403,
+            "MissingAuthenticationTokenException",
+        )
+        signed = AWSRequest(method="POST", url=info["endpoint_url"] + "/", data=nested)
+        signed.headers["X-Amz-Target"] = "IoTSecuredTunneling.OpenTunnel"
+        signed.headers["Content-Type"] = "application/x-amz-json-1.1"
+        SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "IoTSecuredTunneling", "us-east-1").add_auth(
+            signed
+        )
+        head = "".join(f"{k}: {v}\r\n" for k, v in signed.headers.items())
+        request_line = f"POST / HTTP/1.1\r\nHost: {host}:{port}\r\n{head}"
+        data = f"{request_line}Content-Length: {len(nested)}\r\nConnection: close\r\n\r\n"
+        assert answer(data.encode() + nested) == (400, "SerializationException")
+        assert answer(api_request(SMUGGLED, "-1")) == (400, "MalformedHttpRequest")
+        assert answer(api_request(b"", str(50 * 2**30))) == (413, "RequestEntityTooLarge")
+        slow = [socket.create_connection(address, timeout=10) for _ in range(20)]
+        for sock in slow:
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n")
+        for sock in slow:
+            raw = b""
+            while chunk := sock.recv(65536):
+                raw += chunk
+            sock.close()
+            assert answers(raw)[0][0] == 408
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        assert json.loads(out.next_matching('"event": "stopped"')) == {
+            "event": "stopped",
+            "signal": "SIGTERM",
+        }
+        logged = err.finish()
+        assert not [line for line in logged if "Traceback" in line or "internal error" in line]
+        assert "http 408 RequestTimeout 0.0ms" in logged
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
+        out.finish()
+        err.finish()
+        process.stdout.close()
+        process.stderr.close()
