@@ -219,6 +219,7 @@ def serve(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | Non
 
 def _announce(server: SecureTunnelServer, out: TextIO) -> None:
     info: dict[str, Any] = {"event": "ready", "pid": os.getpid(), **server.info()}
+    info["admin_token"] = server.admin_token
     lines = [f"control plane: {server.endpoint_url}"]
     if info["data_endpoint"]:
         lines.append(f"data plane: {info['data_endpoint']}")

@@ -339,7 +339,7 @@ class SecureTunnelServer:
             "account_id": self.fake.default_account_id,
             "seed": self.fake.seed,
             "signed_requests_only": self._secrets is not None,
-            "admin_token": self.admin_token,
+            "admin_requires_credentials": self.admin_token is not None,
             "deny": sorted(self.deny),
         }
 
@@ -435,6 +435,11 @@ class SecureTunnelServer:
         """Why this admin request is not allowed, or ``None`` if it is."""
         if self.admin_token is None:
             return None
+        if method == "GET" and path.partition("?")[0].rstrip("/") in (
+            ADMIN_PREFIX.rstrip("/"),
+            ADMIN_PREFIX + "info",
+        ):
+            return None  # addresses and settings only: how clients find the server
         auth = headers.get("Authorization") or ""
         scheme, _, credential = auth.strip().partition(" ")
         if scheme.lower() == "bearer":

@@ -415,3 +415,10 @@ def test_serve_under_attack_answers_each_and_stops_cleanly_on_sigterm() -> None:
         err.finish()
         process.stdout.close()
         process.stderr.close()
+
+
+def test_info_stays_open_and_never_shows_the_token(keyed_server: SecureTunnelServer) -> None:
+    status, _, raw = request(keyed_server.endpoint_url, "GET", "/_securetunnel/info")
+    info = json.loads(raw)
+    assert (status, info["admin_requires_credentials"]) == (200, True)
+    assert "let-me-in" not in raw.decode()
