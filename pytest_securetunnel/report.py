@@ -70,12 +70,15 @@ def summary(value: Any) -> str:
 def format_calls(fake: SecureTunnelFake, *, limit: int = 50) -> str:
     """The calls the fake answered, one a line: operation, parameters, outcome."""
     calls = fake.calls[-limit:]
+    dropped: int = getattr(fake.calls, "dropped", 0)
     lines = [f"seed={fake.seed} (replay with --securetunnel-seed={fake.seed})"]
-    if len(fake.calls) > limit:
-        lines.append(f"... {len(fake.calls) - limit} earlier calls not shown")
+    earlier = len(fake.calls) - len(calls) + dropped
+    if earlier:
+        note = f" ({dropped} of them dropped from the call log)" if dropped else ""
+        lines.append(f"... {earlier} earlier calls not shown{note}")
     if not calls:
         lines.append("no tunnel API calls were made")
-    for number, record in enumerate(calls, start=len(fake.calls) - len(calls) + 1):
+    for number, record in enumerate(calls, start=earlier + 1):
         if record.ok:
             outcome = summary(record.response)
         else:

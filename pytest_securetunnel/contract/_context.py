@@ -165,7 +165,12 @@ class ContractContext:
                 "(/_securetunnel/), so its clock cannot be moved"
             )
         body = json.dumps({"hours": hours, "minutes": minutes, "seconds": seconds}).encode()
-        request = urllib.request.Request(f"{admin}/clock/advance", data=body, method="POST")
+        request = urllib.request.Request(
+            f"{admin}/clock/advance",
+            data=body,
+            method="POST",
+            headers=self._run.sign_admin("POST", f"{admin}/clock/advance", body),
+        )
         with urllib.request.urlopen(request, timeout=10) as answer:
             answer.read()
         if self.shadow is not None:

@@ -160,6 +160,21 @@ class ContractRun:
                 )
         return self._session
 
+    def sign_admin(self, method: str, url: str, body: bytes) -> dict[str, str]:
+        """Headers that SigV4-sign an admin API request with this run's credentials
+        (a server with access keys accepts them for its admin API)."""
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        credentials = self._boto_session().get_credentials()
+        if credentials is None:
+            return {}
+        request = AWSRequest(
+            method=method, url=url, data=body, headers={"Content-Type": "application/json"}
+        )
+        SigV4Auth(credentials, "IoTSecuredTunneling", self.region()).add_auth(request)
+        return dict(request.headers.items())
+
     def region(self) -> str:
         """The region endpoint and live mode call (raises ``pytest.UsageError`` if none)."""
         if self.settings.region:

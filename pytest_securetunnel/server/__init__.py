@@ -5,10 +5,12 @@
   tunnel clients; an admin JSON API under ``/_securetunnel/`` for tests in other languages.
 - :func:`securetunnel_server`: the pytest fixture function.
 - :func:`main`: ``python -m pytest_securetunnel serve`` (and ``securetunnel-server``).
+- :class:`HttpLimits`: body and header sizes, request timeout and connection cap.
 """
 
 from ._admin import ADMIN_PREFIX
 from ._cli import main, server_main
+from ._http import HttpLimits
 from ._server import (
     RequestRecord,
     SecureTunnelServer,
@@ -18,6 +20,7 @@ from ._server import (
 
 __all__ = [
     "ADMIN_PREFIX",
+    "HttpLimits",
     "RequestRecord",
     "SecureTunnelServer",
     "SecureTunnelServerError",

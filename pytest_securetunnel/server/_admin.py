@@ -191,6 +191,10 @@ class Admin:
             parsed = json.loads(body)
         except ValueError as exc:
             raise AdminError(400, "InvalidJson", f"request body is not JSON: {exc}") from None
+        except RecursionError:
+            raise AdminError(
+                400, "InvalidJson", "request body is not JSON the server accepts: nested too deeply"
+            ) from None
         if not isinstance(parsed, dict):
             raise AdminError(
                 400, "InvalidJson", f"request body must be a JSON object; got {parsed!r}"
@@ -209,6 +213,7 @@ class Admin:
             "clock": clock_json(fake),
             "tunnels": tunnels,
             "calls": [call_json(c) for c in list(fake.calls)],
+            "droppedCalls": getattr(fake.calls, "dropped", 0),
             "notificationCount": len(fake.notifications),
         }
 
@@ -242,7 +247,10 @@ class Admin:
             raise AdminError(
                 400, "InvalidArgument", 'clock/set needs {"time": EPOCH_SECONDS or ISO-8601}'
             )
-        self.fake.clock.set(_parse_time(data["time"]))
+        try:
+            self.fake.clock.set(_parse_time(data["time"]))
+        except ValueError as exc:
+            raise AdminError(400, "InvalidArgument", str(exc)) from None
         self.fake.check_deadlines()
         return clock_json(self.fake)
 

@@ -10,6 +10,7 @@ services answer with (HTTP 403).
 from __future__ import annotations
 
 import calendar
+import hashlib
 import hmac
 import re
 import time
@@ -130,6 +131,8 @@ def verify(
             f"from HTTP: '{day}' != '{amz_date[:8]}', from '{amz_date}'.",
         )
     signed = match["signed"].lower().split(";")
+    _check_signed_headers(signed, headers)
+    _check_payload_hash(headers, body)
     request = AWSRequest(method=method, url=f"http://signed{path}", headers=None, data=body)
     for name in signed:
         for value in headers.get_all(name) or []:
@@ -162,6 +165,52 @@ def verify(
             f"{max_skew / 60:g} min.)",
         )
     return SignedRequest(access_key, region)
+
+
+def _check_signed_headers(signed: list[str], headers: Any) -> None:
+    """The rules on ``SignedHeaders``: present in the request, and covering what must be."""
+    present = {str(name).lower() for name in headers}
+    for name in signed:
+        if name not in present:
+            raise AuthError(
+                "IncompleteSignatureException",
+                f"'{name}' is named as a SignedHeader, but it does not exist in the HTTP request.",
+            )
+    if "host" not in signed:
+        raise AuthError(
+            "InvalidSignatureException",
+            "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.",
+        )
+    required = sorted(n for n in present if n.startswith("x-amz-") or n == "content-type")
+    for name in required:
+        if name not in signed:
+            raise AuthError(
+                "InvalidSignatureException",
+                f"'{name}' must be a 'SignedHeader' in the AWS Authorization: the host, "
+                "the Content-Type and every X-Amz-* header of the request must be signed.",
+            )
+
+
+def _check_payload_hash(headers: Any, body: bytes) -> None:
+    """``X-Amz-Content-SHA256``, when sent, must be the SHA-256 of the body itself."""
+    declared = headers.get("X-Amz-Content-SHA256")
+    if declared is None:
+        return
+    computed = hashlib.sha256(body).hexdigest()
+    if declared.lower() == computed:
+        return
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", declared):
+        raise AuthError(
+            "InvalidSignatureException",
+            f"X-Amz-Content-SHA256 {declared!r} is not accepted: this service signs the "
+            "payload itself (the SHA-256 of the body in hex); unsigned and streaming "
+            "payloads are an Amazon S3 feature.",
+        )
+    raise AuthError(
+        "InvalidSignatureException",
+        f"The provided 'x-amz-content-sha256' header does not match what was computed: "
+        f"{declared!r} is not the SHA-256 of the {len(body)}-byte body ({computed!r}).",
+    )
 
 
 def parse_access_key(spec: str) -> tuple[str, str, str | None]:

@@ -15,6 +15,7 @@ from typing import Any, TextIO
 from pytest_securetunnel.mqtt import add_mqtt_arguments, mqtt_info, start_mqtt
 
 from ._auth import parse_access_key
+from ._http import HttpLimits
 from ._server import SecureTunnelServer
 
 _DESCRIPTION = (
@@ -50,12 +51,31 @@ def _port(value: str) -> int:
     return port
 
 
+def _positive(kind: type[int] | type[float]) -> Any:
+    def parse(value: str) -> int | float:
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+        if not 0 < number < float("inf"):
+            raise argparse.ArgumentTypeError(f"{value!r} must be a positive number")
+        return number
+
+    return parse
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``serve``."""
     parser.add_argument(
         "--host",
         default="127.0.0.1",
         help="control-plane address to bind (default: 127.0.0.1, loopback only)",
+    )
+    parser.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow --host to be an address other than loopback (reachable from other "
+        "machines; the admin API then needs its token)",
     )
     parser.add_argument(
         "--port", type=_port, default=0, help="control-plane port (default: 0, a free port)"
@@ -102,6 +122,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="123456789012",
         help="account of unknown access keys (default: 123456789012)",
     )
+    parser.add_argument(
+        "--admin-token",
+        default=None,
+        metavar="TOKEN",
+        help="bearer token of the admin API (default: a random one when --access-key or "
+        "--allow-remote is given; printed at start-up)",
+    )
+    parser.add_argument(
+        "--request-timeout",
+        type=_positive(float),
+        default=HttpLimits.request_timeout,
+        metavar="SECONDS",
+        help="seconds a request may take to arrive in full (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=_positive(int),
+        default=HttpLimits.max_connections,
+        help="connections served at once; more get 503 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-body-bytes",
+        type=_positive(int),
+        default=HttpLimits.max_body_bytes,
+        help="largest request body accepted; larger get 413 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-calls",
+        type=_positive(int),
+        default=None,
+        help="calls kept in the fake's call log; older ones are dropped (default: 10000)",
+    )
     parser.add_argument("--quiet", action="store_true", help="do not log each call on stderr")
     add_mqtt_arguments(parser, _port)
 
@@ -130,9 +182,17 @@ def serve(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | Non
             deny=args.deny,
             log=None if args.quiet else log,
             seed=args.seed,
+            **({} if args.max_calls is None else {"max_calls": args.max_calls}),
             default_region=args.region,
             extra_regions=args.extra_region,
             default_account_id=args.account_id,
+            allow_remote=args.allow_remote,
+            admin_token=args.admin_token,
+            limits=HttpLimits(
+                max_body_bytes=args.max_body_bytes,
+                request_timeout=args.request_timeout,
+                max_connections=args.max_connections,
+            ),
         )
     except ValueError as exc:
         print(f"securetunnel-server: error: {exc}", file=err, flush=True)
@@ -178,6 +238,7 @@ def _announce(
     server: SecureTunnelServer, out: TextIO, broker: Any = None, things: Sequence[str] = ()
 ) -> None:
     info: dict[str, Any] = {"event": "ready", "pid": os.getpid(), **server.info()}
+    info["admin_token"] = server.admin_token
     lines = [f"control plane: {server.endpoint_url}"]
     if info["data_endpoint"]:
         lines.append(f"data plane: {info['data_endpoint']}")
@@ -187,6 +248,11 @@ def _announce(
     if broker is not None:
         mqtt_lines, info["mqtt"] = mqtt_info(broker, list(things))
         lines += mqtt_lines
+    if server.admin_token is not None:
+        lines.append(
+            f"admin API token: {server.admin_token} (send 'Authorization: Bearer "
+            f"{server.admin_token}')"
+        )
     for line in lines:
         print(f"securetunnel-server {line}", file=out)
     print(json.dumps(info), file=out, flush=True)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import logging
+import secrets
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -25,7 +28,7 @@ from pytest_securetunnel.service._model import operation_names, target_prefix
 from ._admin import ADMIN_PREFIX, Admin, AdminError
 from ._auth import MAX_SKEW_SECONDS, AuthError, parse_access_key, verify
 from ._dataplane import DataPlane, start_data_plane
-from ._http import HttpServer
+from ._http import Headers, HttpLimits, HttpServer
 
 if TYPE_CHECKING:
     import pytest
@@ -35,6 +38,25 @@ __all__ = ["RequestRecord", "SecureTunnelServer", "SecureTunnelServerError", "se
 logger = logging.getLogger("pytest_securetunnel.server")
 
 _JSON = "application/x-amz-json-1.1"
+#: Headers a request may carry once only (a second copy could say something else).
+_SINGLE_HEADERS = (
+    "host",
+    "authorization",
+    "content-type",
+    "x-amz-target",
+    "x-amz-date",
+    "x-amz-content-sha256",
+)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names a loopback address (``localhost``, 127.0.0.0/8, ``::1``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class SecureTunnelServerError(BackgroundError):
@@ -103,6 +125,14 @@ class SecureTunnelServer(Lifecycle["SecureTunnelServer"], BackgroundErrors):
         log: Called with one line per request (operation, status, error code, ms); the
             ``pytest_securetunnel.server`` logger gets the same lines at INFO level.
         max_skew: Seconds a signed request's ``X-Amz-Date`` may differ from now.
+        allow_remote: Allow ``host`` to be an address other than loopback (the server is
+            then reachable from other machines); refused otherwise.
+        admin_token: The bearer token of the admin API. The admin API needs it (or a
+            request SigV4-signed with one of ``access_keys``) when access keys are set or
+            the server listens beyond loopback; a random one is made if not given. It is
+            :attr:`admin_token` and printed by ``serve``.
+        limits: Bounds of the HTTP server: body and header sizes, request timeout,
+            connections (:class:`~pytest_securetunnel.server.HttpLimits`).
         fake_options: ``seed``, ``clock``, ``quotas``, ``default_account_id``,
             ``default_region`` for a new fake.
     """
@@ -121,8 +151,18 @@ class SecureTunnelServer(Lifecycle["SecureTunnelServer"], BackgroundErrors):
         deny: Iterable[str] = (),
         log: Callable[[str], None] | None = None,
         max_skew: float = MAX_SKEW_SECONDS,
+        allow_remote: bool = False,
+        admin_token: str | None = None,
+        limits: HttpLimits | None = None,
         **fake_options: Any,
     ) -> None:
+        if not allow_remote and not is_loopback(host):
+            raise ValueError(
+                f"host {host!r} is not a loopback address: the server would be reachable from "
+                "other machines, and its admin API reads every tunnel's access tokens and "
+                "moves the clock. Pass allow_remote=True (serve --allow-remote) to listen "
+                "on it anyway"
+            )
         if fake is not None and fake_options:
             raise TypeError(
                 f"SecureTunnelServer got a fake and fake options {sorted(fake_options)}; "
@@ -149,6 +189,14 @@ class SecureTunnelServer(Lifecycle["SecureTunnelServer"], BackgroundErrors):
                     if account is not None:
                         self.fake.accounts[key] = account
         self.deny: set[str] = {_deny_name(entry) for entry in deny}
+        self.limits = limits if limits is not None else HttpLimits()
+        guarded = self._secrets is not None or not is_loopback(host)
+        if admin_token is not None and not admin_token.strip():
+            raise ValueError("admin_token must not be empty")
+        #: The admin API's bearer token (``None``: the admin API is open, on loopback only).
+        self.admin_token: str | None = admin_token
+        if admin_token is None and guarded:
+            self.admin_token = secrets.token_urlsafe(24)
         self._log = log
         self._prefix = target_prefix()
         self._lock = threading.Lock()
@@ -172,7 +220,14 @@ class SecureTunnelServer(Lifecycle["SecureTunnelServer"], BackgroundErrors):
         if self._http is not None:
             raise RuntimeError("SecureTunnelServer is already running; stop() it first")
         self._stopping.clear()
-        http = HttpServer(self._app, self.host, self.port)
+        http = HttpServer(
+            self._app,
+            self.host,
+            self.port,
+            limits=self.limits,
+            on_refusal=self._refused,
+            on_error=self._record_error,
+        )
         try:
             if self.data_plane:
                 self._data = start_data_plane(
@@ -270,6 +325,7 @@ class SecureTunnelServer(Lifecycle["SecureTunnelServer"], BackgroundErrors):
             "account_id": self.fake.default_account_id,
             "seed": self.fake.seed,
             "signed_requests_only": self._secrets is not None,
+            "admin_requires_credentials": self.admin_token is not None,
             "deny": sorted(self.deny),
         }
 
@@ -297,14 +353,35 @@ class SecureTunnelServer(Lifecycle["SecureTunnelServer"], BackgroundErrors):
 
     # -- the application -------------------------------------------------------------------
 
+    def _refused(self, status: int, code: str, message: str) -> None:
+        """Record a request the HTTP layer answered itself (malformed, too big, too slow)."""
+        self._note(RequestRecord("http", status, code, 0.0, None, None))
+
+    def _note(self, record: RequestRecord) -> None:
+        with self._lock:
+            self._requests.append(record)
+        line = record.log_line()
+        logger.info(line)
+        if self._log is not None:
+            self._log(line)
+
     def _app(
-        self, method: str, path: str, headers: Any, body: bytes
+        self, method: str, path: str, headers: Headers, body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
         started = real_monotonic()
         access_key, region = sigv4_scope({"Authorization": headers.get("Authorization")})
-        if path.startswith(ADMIN_PREFIX) or path == ADMIN_PREFIX.rstrip("/"):
+        repeated = next((n for n in _SINGLE_HEADERS if len(headers.get_all(n)) > 1), None)
+        if repeated is not None:
+            operation = "-"
+            status, out_headers, payload = _error(
+                "MalformedHttpRequest",
+                f"header {repeated!r} appears {len(headers.get_all(repeated))} times; send it once",
+                400,
+            )
+            error_code: str | None = "MalformedHttpRequest"
+        elif path.startswith(ADMIN_PREFIX) or path == ADMIN_PREFIX.rstrip("/"):
             operation = f"admin {method} {path.partition('?')[0]}"
-            status, out_headers, payload = self._admin_call(method, path, body)
+            status, out_headers, payload = self._admin_call(method, path, headers, body)
             error_code = None if status < 300 else json.loads(payload).get("error")
         else:
             target = headers.get("X-Amz-Target") or ""
@@ -323,15 +400,58 @@ class SecureTunnelServer(Lifecycle["SecureTunnelServer"], BackgroundErrors):
             access_key,
             region,
         )
-        with self._lock:
-            self._requests.append(record)
-        line = record.log_line()
-        logger.info(line)
-        if self._log is not None:
-            self._log(line)
+        self._note(record)
         return status, out_headers, payload
 
-    def _admin_call(self, method: str, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+    def _admin_refusal(self, method: str, path: str, headers: Headers, body: bytes) -> str | None:
+        """Why this admin request is not allowed, or ``None`` if it is."""
+        if self.admin_token is None:
+            return None
+        if method == "GET" and path.partition("?")[0].rstrip("/") in (
+            ADMIN_PREFIX.rstrip("/"),
+            ADMIN_PREFIX + "info",
+        ):
+            return None  # addresses and settings only: how clients find the server
+        auth = headers.get("Authorization") or ""
+        scheme, _, credential = auth.strip().partition(" ")
+        if scheme.lower() == "bearer":
+            if hmac.compare_digest(credential.strip().encode(), self.admin_token.encode()):
+                return None
+            return "the bearer token is not this server's admin token"
+        if scheme == "AWS4-HMAC-SHA256" and self._secrets is not None:
+            try:
+                verify(
+                    method=method,
+                    path=path,
+                    headers=headers,
+                    body=body,
+                    secrets=self._secrets,
+                    max_skew=self.max_skew,
+                )
+            except AuthError as exc:
+                return f"{exc.code}: {exc.message}"
+            return None
+        return "no credentials were sent"
+
+    def _admin_call(
+        self, method: str, path: str, headers: Headers, body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        refusal = self._admin_refusal(method, path, headers, body)
+        if refusal is not None:
+            answer = {
+                "error": "AdminUnauthorized",
+                "message": (
+                    f"{refusal}. The admin API of this server needs 'Authorization: Bearer "
+                    "TOKEN' (the token serve prints at start-up; SecureTunnelServer.admin_token)"
+                    + (
+                        " or a request SigV4-signed with one of its access keys"
+                        if self._secrets
+                        else ""
+                    )
+                ),
+            }
+            headers_out = {"Content-Type": "application/json", "WWW-Authenticate": "Bearer"}
+            return 401, headers_out, json.dumps(answer).encode()
         try:
             status, answer = self._admin.handle(method, path, body)
         except AdminError as exc:
@@ -346,7 +466,7 @@ class SecureTunnelServer(Lifecycle["SecureTunnelServer"], BackgroundErrors):
         self,
         method: str,
         path: str,
-        headers: Any,
+        headers: Headers,
         body: bytes,
         target: str,
         access_key: str | None,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import collections
+import hashlib
+import heapq
 import json
 import random
 import secrets
@@ -23,6 +25,7 @@ from botocore.exceptions import InvalidRegionError
 from botocore.utils import validate_region_name
 
 from pytest_securetunnel.service import _model
+from pytest_securetunnel.service._calllog import DEFAULT_MAX_CALLS, CallLog
 from pytest_securetunnel.service._clock import Clock
 from pytest_securetunnel.service._errors import (
     FakeInternalError,
@@ -52,6 +55,10 @@ DEFAULT_PAGE_SIZE = 100  # docs/fidelity.md: ListTunnels without maxResults
 CLOSED_RETENTION_SECONDS = 3 * 3600.0  # AWS: visible "for at least three hours"
 
 _JSON_HEADERS = {"content-type": "application/x-amz-json-1.1"}
+#: ListTunnels page tokens kept per account and region; older ones are no longer valid.
+MAX_LIST_SNAPSHOTS = 1000
+#: Deepest nesting of objects and arrays a request body may have (the model needs 3).
+MAX_JSON_DEPTH = 32
 
 
 @dataclass
@@ -117,6 +124,8 @@ class SecureTunnelFake:
     Only regions where botocore's endpoint data has the service are served (see
     :attr:`regions`); ``extra_regions`` adds names botocore does not know yet. Any
     other region raises :class:`UnknownRegionError`, as no real client could reach it.
+    :attr:`calls` keeps the latest ``max_calls`` calls (``calls.dropped`` counts the
+    older ones).
     """
 
     def __init__(
@@ -128,6 +137,7 @@ class SecureTunnelFake:
         default_account_id: str = DEFAULT_ACCOUNT_ID,
         default_region: str = DEFAULT_REGION,
         extra_regions: Iterable[str] = (),
+        max_calls: int = DEFAULT_MAX_CALLS,
     ) -> None:
         if isinstance(extra_regions, str):
             extra_regions = [extra_regions]
@@ -144,7 +154,7 @@ class SecureTunnelFake:
         #: Access key ID -> account ID; unknown keys act for ``default_account_id``.
         self.accounts: dict[str, str] = {}
         self.notifications = Notifications()
-        self.calls: list[CallRecord] = []
+        self.calls: CallLog[CallRecord] = CallLog(max_calls)
         self._lock = threading.RLock()
         self._listeners: list[Listener] = []
         self._outbox: collections.deque[Notification] = collections.deque()
@@ -161,8 +171,15 @@ class SecureTunnelFake:
         self._backends: dict[tuple[str, str], Backend] = {}
         self._tokens: dict[str, TokenRecord] = {}
         # Request bodies that passed model validation, so a repeated call skips it.
+        # Keyed by a digest, so the cache holds no request body.
         self._valid_bodies: dict[tuple[str, bytes], None] = {}
         self._data_plane: list[DataPlaneEvent] = []
+        # Every token of each tunnel, dropped once the tunnel's retention ends.
+        self._tunnel_tokens: dict[str, list[str]] = {}
+        # When each backend next has a deadline: check_deadlines() costs nothing until then.
+        self._due: list[tuple[float, tuple[str, str]]] = []
+        self._scheduled: dict[tuple[str, str], float] = {}
+        self._scheduled_retention = self.closed_retention_seconds
 
     # -- inspection ---------------------------------------------------------------
 
@@ -438,12 +455,23 @@ class SecureTunnelFake:
             params = json.loads(body) if body else {}
             if not isinstance(params, dict):
                 raise ServiceError("SerializationException", "Request body must be a JSON object")
+            if _depth(params) > MAX_JSON_DEPTH:
+                raise ServiceError(
+                    "SerializationException",
+                    f"Request body is nested more than {MAX_JSON_DEPTH} levels deep",
+                )
         except ValueError as exc:
             error = ServiceError("SerializationException", f"Request body is not valid JSON: {exc}")
             return self._error_response(error)
+        except RecursionError:
+            error = ServiceError(
+                "SerializationException",
+                f"Request body is nested more than {MAX_JSON_DEPTH} levels deep",
+            )
+            return self._error_response(error)
         except ServiceError as exc:
             return self._error_response(exc)
-        key = (operation, body)
+        key = (operation, hashlib.blake2b(body, digest_size=16).digest())
         try:
             result = self.call(
                 operation,
@@ -507,6 +535,7 @@ class SecureTunnelFake:
             try:
                 result = handler(self, backend, given)
             except ServiceError as exc:
+                self._schedule(backend)
                 raise record.fail(exc) from None
             except Exception as exc:
                 raise FakeInternalError(
@@ -514,6 +543,7 @@ class SecureTunnelFake:
                     f"with {params!r}: {type(exc).__name__}: {exc}. This is a bug in the fake, "
                     "not an answer AWS would give; please report it."
                 ) from exc
+            self._schedule(backend)
         record.ok(result)
         self._deliver()
         return result
@@ -540,6 +570,7 @@ class SecureTunnelFake:
         self._tokens[token] = TokenRecord(
             token, tunnel_id, backend.account_id, backend.region, mode
         )
+        self._tunnel_tokens.setdefault(tunnel_id, []).append(token)
         return token
 
     def _find(self, backend: Backend, tunnel_id: str) -> Tunnel:
@@ -555,25 +586,52 @@ class SecureTunnelFake:
             raise not_found(f"Resource {arn} not found")
         return tunnel
 
-    def _refresh_all(self) -> float:
-        """Apply every backend's deadlines at the clock's time, and return that time.
+    def _schedule(self, backend: Backend) -> None:
+        """Note when ``backend`` next has a deadline (for :meth:`_refresh_all`)."""
+        when = backend.next_deadline(self.closed_retention_seconds)
+        key = (backend.account_id, backend.region)
+        if when is not None and when < self._scheduled.get(key, float("inf")):
+            self._scheduled[key] = when
+            heapq.heappush(self._due, (when, key))
 
-        Every backend, so that a time the fake has read ends every tunnel it passed:
-        expiry is final, and a clock moved back later revives none of them.
+    def _refresh_all(self) -> float:
+        """Apply every deadline the clock's time has passed, in every account and region;
+        return that time.
+
+        Every backend with a deadline due, so that a time the fake has read ends every
+        tunnel it passed (expiry is final: a clock moved back later revives none of them).
+        A heap of per-backend deadlines makes this cost nothing until one is due, however
+        many backends there are.
         """
+        if self._scheduled_retention != self.closed_retention_seconds:
+            self._scheduled_retention = self.closed_retention_seconds
+            self._due.clear()
+            self._scheduled.clear()
+            for backend in self._backends.values():
+                self._schedule(backend)
         now = self.clock.time()
-        for backend in list(self._backends.values()):
-            self._refresh(backend, now)
+        while self._due and self._due[0][0] <= now:
+            when, key = heapq.heappop(self._due)
+            if self._scheduled.get(key) != when:
+                continue  # superseded by an earlier deadline
+            del self._scheduled[key]
+            due = self._backends.get(key)
+            if due is not None:
+                self._refresh(due, now)
         return now
 
     def _refresh(self, backend: Backend, now: float) -> None:
         """Apply expiry and drop closed tunnels past retention (docs/fidelity.md: 3 hours)."""
-        expired, gone = backend.refresh(now, self.closed_retention_seconds)
+        expired, gone, released = backend.refresh(now, self.closed_retention_seconds)
         for tunnel in expired:
             tunnel.events.append((tunnel.expires_at, "expired"))
             self._emit("closed", tunnel, None)
         for tunnel in gone:
             self._forget(tunnel)
+        for tunnel_id in released:  # retention is over: no rule needs their tokens
+            for token in self._tunnel_tokens.pop(tunnel_id, ()):
+                self._tokens.pop(token, None)
+        self._schedule(backend)
 
     def _delete(self, backend: Backend, tunnel: Tunnel) -> None:
         backend.ended(tunnel, self.clock.time())
@@ -655,7 +713,10 @@ class SecureTunnelFake:
 
     def __repr__(self) -> str:
         count = sum(len(b.tunnels) for b in self._backends.values())
-        return f"<SecureTunnelFake tunnels={count} calls={len(self.calls)} seed={self.seed}>"
+        calls = f"{len(self.calls)}"
+        if self.calls.dropped:
+            calls += f" (+{self.calls.dropped} dropped)"
+        return f"<SecureTunnelFake tunnels={count} calls={calls} seed={self.seed}>"
 
     def __iter__(self) -> Iterator[Tunnel]:
         """Every tunnel in every account and region, oldest first."""
@@ -683,6 +744,22 @@ def _arn_prefix(backend: Backend) -> str:
     """``arn:<partition>:iot:<region>:<account>:tunnel/`` (the ARN format AWS documents)."""
     partition = _model.partition(backend.region)
     return f"arn:{partition}:iot:{backend.region}:{backend.account_id}:tunnel/"
+
+
+def _depth(value: Any) -> int:
+    """How deeply JSON ``value`` nests objects and arrays (without recursion)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, level)
+            if level > MAX_JSON_DEPTH:
+                return level
+            stack.extend((child, level + 1) for child in item)
+    return deepest
 
 
 def _without_nulls(value: Any) -> Any:
@@ -902,6 +979,8 @@ def _list_tunnels(fake: SecureTunnelFake, backend: Backend, params: Params) -> P
     if end < len(snapshot.tunnel_ids):
         next_token = base64.urlsafe_b64encode(fake._page_rng.getrandbits(192).to_bytes(24, "big"))
         text = next_token.decode()
+        while len(backend.snapshots) >= MAX_LIST_SNAPSHOTS:  # the oldest page tokens lapse
+            del backend.snapshots[next(iter(backend.snapshots))]
         backend.snapshots[text] = ListSnapshot(snapshot.tunnel_ids, thing_name, end)
         result["nextToken"] = text
     return result

@@ -269,8 +269,21 @@ class Backend:
             self.open_ids.discard(tunnel.tunnel_id)
             heapq.heappush(self._endings, (when, tunnel.sequence, tunnel.tunnel_id))
 
-    def refresh(self, now: float, retention: float) -> tuple[list[Tunnel], list[Tunnel]]:
-        """Apply every deadline passed by ``now``: (newly expired, gone past retention)."""
+    def next_deadline(self, retention: float) -> float | None:
+        """When :meth:`refresh` next has something to do, or ``None``."""
+        times = []
+        if self._expiries:
+            times.append(self._expiries[0][0])
+        if self._endings:
+            times.append(self._endings[0][0] + retention)
+        return min(times) if times else None
+
+    def refresh(self, now: float, retention: float) -> tuple[list[Tunnel], list[Tunnel], list[str]]:
+        """Apply every deadline passed by ``now``.
+
+        Returns (newly expired, gone past retention, IDs of every tunnel whose retention
+        ended, deleted ones included).
+        """
         expired: list[Tunnel] = []
         while self._expiries and self._expiries[0][0] <= now:
             when, _, tunnel_id = heapq.heappop(self._expiries)
@@ -280,12 +293,14 @@ class Backend:
                 self.ended(tunnel, when)
                 expired.append(tunnel)
         gone: list[Tunnel] = []
+        released: list[str] = []
         while self._endings and self._endings[0][0] + retention <= now:
             _, _, tunnel_id = heapq.heappop(self._endings)
+            released.append(tunnel_id)
             tunnel = self.tunnels.pop(tunnel_id, None)
             if tunnel is not None:
                 gone.append(tunnel)
-        return expired, gone
+        return expired, gone, released
 
     def newest_first(self) -> Iterator[Tunnel]:
         """The stored tunnels, newest first."""

@@ -231,12 +231,12 @@ def test_closed_tunnel_vanishes_from_describe_and_list_three_hours_after_closing
         error = client_error(client.describe_tunnel, tunnelId=tunnel_id)
         listed_after = client.list_tunnels()["tunnelSummaries"]
         tags_error = client_error(client.list_tags_for_resource, resourceArn=opened["tunnelArn"])
-        revoked = fake.token(opened["sourceAccessToken"])
+        forgotten = fake.token(opened["sourceAccessToken"])
     assert (still, listed) == ("CLOSED", [tunnel_id])
     assert_error(error, "ResourceNotFoundException", f"Tunnel {tunnel_id} not found")
     assert listed_after == []
     assert tags_error.response["Error"]["Code"] == "ResourceNotFoundException"
-    assert revoked is not None and revoked.revoked
+    assert forgotten is None  # once retention ends, the tunnel's tokens are dropped too
 
 
 def test_expired_tunnel_vanishes_three_hours_after_its_expiry() -> None:
