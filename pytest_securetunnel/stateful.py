@@ -10,7 +10,8 @@ are synchronous (Hypothesis#4107): the machine builds its own fake and clock, an
     from pytest_securetunnel.stateful import TunnelLifecycle
     TestLifecycle = TunnelLifecycle.TestCase
 
-A failing run prints the boto3 calls it made, ready to paste.
+Every check raises :class:`ModelMismatch` from one place, so a bug is one failure,
+shrunk once; the report prints the boto3 calls it made, ready to paste.
 """
 
 from __future__ import annotations
