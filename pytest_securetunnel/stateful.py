@@ -10,17 +10,19 @@ are synchronous (Hypothesis#4107): the machine builds its own fake and clock, an
     from pytest_securetunnel.stateful import TunnelLifecycle
     TestLifecycle = TunnelLifecycle.TestCase
 
-A failing run prints the boto3 calls it made, ready to paste.
+Every check raises :class:`ModelMismatch` from one place, so a bug is one failure,
+shrunk once; the report prints the boto3 calls it made, ready to paste.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 try:
-    from hypothesis import note, settings
+    from hypothesis import Phase, note, settings
     from hypothesis import strategies as st
     from hypothesis.stateful import (
         Bundle,
@@ -44,13 +46,17 @@ from pytest_securetunnel.mock import attach
 from pytest_securetunnel.service import Quotas, SecureTunnelFake
 
 __all__ = [
+    "DATA_PLANE_RULES",
     "SERVICES",
     "THINGS",
+    "ModelMismatch",
     "ModelTunnel",
     "ReferenceModel",
     "TunnelLifecycle",
+    "machine_settings",
     "make_machine",
     "run_machine",
+    "shared_client",
 ]
 
 #: Services the machine draws from (up to the quota, plus one to break it).
@@ -141,13 +147,69 @@ tag_lists = st.lists(
 )
 
 
+things = st.none() | st.sampled_from(THINGS)
+service_lists = st.lists(st.sampled_from(SERVICES), min_size=1, max_size=3, unique=True)
+lifetimes = st.none() | st.sampled_from([1, 30, 720])
+#: The arguments of the first tunnel: one strategy, built (and validated) once per run,
+#: where an initialize rule's own keyword strategies are rebuilt for every example.
+first_tunnels = st.fixed_dictionaries(
+    {
+        "thing": things,
+        "services": service_lists,
+        "lifetime": lifetimes,
+        "tags": st.none() | tag_lists,
+    }
+)
+modes = st.sampled_from(["source", "destination"])
+
+#: The rules that need a data plane; a machine with ``data_plane = False`` leaves them out.
+DATA_PLANE_RULES = ("connect", "connect_both_sides", "disconnect", "send_data")
+
+
+class ModelMismatch(AssertionError):
+    """The service answered otherwise than the model of AWS's promises says it must.
+
+    Every check of :class:`TunnelLifecycle` raises it from one place
+    (:meth:`TunnelLifecycle.check`), so one bug is one failure to Hypothesis, shrunk
+    and reported once, whichever of the checks it trips first.
+    """
+
+
+def _no_data_plane(self: Any, *args: Any, **kwargs: Any) -> None:
+    raise TypeError(f"{type(self).__name__} has no data plane (data_plane = False)")
+
+
+_clients = threading.local()
+
+
+def shared_client(region: str) -> Any:
+    """A boto3 ``iotsecuretunneling`` client for ``region``, made once per thread.
+
+    Making a client takes milliseconds, more than most steps; the machine attaches a
+    fresh fake to this one client for each example and detaches it afterwards.
+    """
+    cache: dict[str, Any] = _clients.__dict__.setdefault("by_region", {})
+    client = cache.get(region)
+    if client is None:
+        import boto3
+
+        client = cache[region] = boto3.client(
+            "iotsecuretunneling",
+            region_name=region,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+    return client
+
+
 class TunnelLifecycle(RuleBasedStateMachine):
     """Open, describe, list, rotate, close, tag and time-travel tunnels; check each answer.
 
     Subclass it to add rules that call your own code; ``self.client`` is the boto3
     client, ``self.fake`` the fake (``None`` against live AWS), ``self.model`` the
     :class:`ReferenceModel`. Override :meth:`make_client` / :meth:`make_fake`, or use
-    :func:`make_machine`.
+    :func:`make_machine`. Every disagreement with the model raises
+    :class:`ModelMismatch` through :meth:`check`.
     """
 
     tunnels = Bundle("tunnels")
@@ -159,18 +221,26 @@ class TunnelLifecycle(RuleBasedStateMachine):
     #: Whether to run the data-plane rules (connect, disconnect, send) through a proxy.
     data_plane: ClassVar[bool] = True
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Without a data plane its rules are left out, not refused at every step.
+        for name in DATA_PLANE_RULES:
+            if name in cls.__dict__:
+                continue  # the subclass's own
+            if not cls.data_plane:
+                setattr(cls, name, _no_data_plane)
+            elif getattr(cls, name) is _no_data_plane:
+                setattr(cls, name, TunnelLifecycle.__dict__[name])
+
     def __init__(self) -> None:
         super().__init__()
         self.fake = self.make_fake()
         self.client = self.make_client()
         self._detach: Callable[[], None] | None = None
-        self.proxy: Any = None
+        self._proxy: Any = None
+        self._torn_down = False
         if self.fake is not None:
             self._detach = attach(self.client, self.fake).detach
-            if self.data_plane:
-                from pytest_securetunnel.proxy import TunnelProxy
-
-                self.proxy = TunnelProxy(self.fake, tls=False).start()
         self.model = ReferenceModel(quotas=self.quotas)
 
     # -- environment (override or inject with make_machine) ---------------------------
@@ -180,15 +250,23 @@ class TunnelLifecycle(RuleBasedStateMachine):
         return SecureTunnelFake(seed=0, quotas=Quotas(**vars(self.quotas)))
 
     def make_client(self) -> Any:
-        """The boto3 client the rules call."""
-        import boto3
+        """The boto3 client the rules call: :func:`shared_client` for :attr:`region`."""
+        return shared_client(self.region)
 
-        return boto3.client(
-            "iotsecuretunneling",
-            region_name=self.region,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+    @property
+    def proxy(self) -> Any:
+        """The ``TunnelProxy`` in front of the fake, started on first use.
+
+        ``None`` without a data plane (``data_plane = False``, or no fake). Examples
+        that make no connection start none; each example that does gets its own.
+        """
+        if self._proxy is None and self.data_plane and self.fake is not None:
+            if self._torn_down:
+                raise RuntimeError("the machine is torn down: its proxy is stopped")
+            from pytest_securetunnel.proxy import TunnelProxy
+
+            self._proxy = TunnelProxy(self.fake, tls=False).start()
+        return self._proxy
 
     def now(self) -> float:
         """The service's time, as the model sees it."""
@@ -200,16 +278,28 @@ class TunnelLifecycle(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         """Close data-plane clients, stop the proxy, detach the fake from the client."""
-        for tunnel in self.model.tunnels:
-            for client in tunnel.live.values():
-                client.close()
-            tunnel.live.clear()
-        if self.proxy is not None:
-            self.proxy.stop()
-        if self._detach is not None:
-            self._detach()
+        self._torn_down = True
+        try:
+            for tunnel in self.model.tunnels:
+                for client in tunnel.live.values():
+                    client.close()
+                tunnel.live.clear()
+            if self._proxy is not None:
+                self._proxy.stop()
+        finally:
+            if self._detach is not None:
+                self._detach()
 
-    # -- calling the service --------------------------------------------------------
+    # -- checking -------------------------------------------------------------------
+
+    def check(self, ok: bool, message: str | Callable[[], str]) -> None:
+        """Raise :class:`ModelMismatch` with ``message`` (or what it returns) unless ``ok``.
+
+        Call it outside ``except`` blocks: Hypothesis tells failures apart by where they
+        were raised and what they were raised while handling.
+        """
+        if not ok:
+            raise ModelMismatch(message if isinstance(message, str) else message())
 
     def call(self, method: str, expect: str | None = None, **kwargs: Any) -> dict[str, Any]:
         """Call ``client.method(**kwargs)``; check it fails with ``expect`` or succeeds."""
@@ -217,33 +307,57 @@ class TunnelLifecycle(RuleBasedStateMachine):
         try:
             result: dict[str, Any] = getattr(self.client, method)(**kwargs)
         except ClientError as error:
-            if expect is None:
-                raise AssertionError(
-                    f"{method} failed with {_error_code(error)}: "
-                    f"{error.response['Error']['Message']}, but the model expects success"
-                ) from error
-            assert _error_code(error) == expect, (
-                f"{method} failed with {_error_code(error)}, the model expects {expect}"
-            )
-            return {}
-        assert expect is None, f"{method} succeeded, but the model expects {expect}"
-        return result
+            code, message = _error_code(error), error.response["Error"]["Message"]
+        else:
+            self.check(expect is None, f"{method} succeeded, but the model expects {expect}")
+            return result
+        self.check(
+            expect is not None,
+            f"{method} failed with {code}: {message}, but the model expects success",
+        )
+        self.check(code == expect, f"{method} failed with {code}, the model expects {expect}")
+        return {}
 
     def _expect_missing(self, tunnel: ModelTunnel) -> str | None:
         return None if tunnel.visible(self.now()) else "ResourceNotFoundException"
 
+    @staticmethod
+    def _expected(tunnel: ModelTunnel, now: float) -> dict[str, Any]:
+        """What DescribeTunnel must show of ``tunnel``, in the shape of :meth:`_shown`."""
+        return {
+            "tunnelArn": tunnel.arn,
+            "status": tunnel.status_at(now),
+            "services": tunnel.services,
+            "thingName": tunnel.thing_name,
+            "lifetime": tunnel.lifetime_minutes,
+            "tags": _describe(tunnel.tags),
+        }
+
+    @staticmethod
+    def _shown(described: dict[str, Any]) -> dict[str, Any]:
+        """The parts of a DescribeTunnel ``tunnel`` the model has a promise about."""
+        config = described.get("destinationConfig", {})
+        return {
+            "tunnelArn": described.get("tunnelArn"),
+            "status": described.get("status"),
+            "services": config.get("services"),
+            "thingName": config.get("thingName"),
+            "lifetime": described.get("timeoutConfig", {}).get("maxLifetimeTimeoutMinutes"),
+            "tags": described.get("tags", []),
+        }
+
     # -- rules ----------------------------------------------------------------------
 
-    @initialize()
-    def start_empty(self) -> None:
-        """The account starts with no tunnels the machine knows of."""
-        self.model.tunnels.clear()
+    @initialize(target=tunnels, tunnel=first_tunnels)
+    def open_first_tunnel(self, tunnel: dict[str, Any]) -> Any:
+        """Start with one tunnel, so the rules that take a tunnel always have one."""
+        return self.open_tunnel(**tunnel)
 
     @rule(
         target=tunnels,
-        thing=st.none() | st.sampled_from(THINGS),
-        services=st.lists(st.sampled_from(SERVICES), min_size=1, max_size=3, unique=True),
-        lifetime=st.none() | st.sampled_from([1, 30, 720]),
+        thing=things,
+        services=service_lists,
+        lifetime=lifetimes,
         tags=st.none() | tag_lists,
     )
     def open_tunnel(
@@ -269,7 +383,10 @@ class TunnelLifecycle(RuleBasedStateMachine):
         result = self.call("open_tunnel", "LimitExceededException" if over else None, **kwargs)
         if over:
             return multiple()
-        assert result["sourceAccessToken"] != result["destinationAccessToken"]
+        self.check(
+            result["sourceAccessToken"] != result["destinationAccessToken"],
+            "OpenTunnel gave the source and the destination the same access token",
+        )
         self.model.tunnels.append(
             ModelTunnel(
                 tunnel_id=result["tunnelId"],
@@ -285,7 +402,7 @@ class TunnelLifecycle(RuleBasedStateMachine):
         )
         return result["tunnelId"]
 
-    @rule(thing=st.none() | st.sampled_from(THINGS))
+    @rule(thing=things)
     def open_tunnel_with_too_many_services(self, thing: str | None) -> None:
         """OpenTunnel with one service more than the quota is LimitExceededException."""
         services = list(SERVICES[: self.quotas.services_per_tunnel + 1])
@@ -302,17 +419,15 @@ class TunnelLifecycle(RuleBasedStateMachine):
         result = self.call("describe_tunnel", expect, tunnelId=tunnel_id)
         if expect is not None:
             return
-        shown = result["tunnel"]
-        expected = tunnel.status_at(self.now())
-        assert shown["status"] == expected, (
-            f"tunnel {tunnel_id} is {shown['status']}, the model says {expected}"
+        shown, expected = self._shown(result["tunnel"]), self._expected(tunnel, self.now())
+        self.check(
+            shown == expected,
+            lambda: (
+                f"DescribeTunnel shows tunnel {tunnel_id} as {shown}, the model says {expected}"
+            ),
         )
-        assert shown["destinationConfig"]["services"] == tunnel.services
-        assert shown["destinationConfig"].get("thingName") == tunnel.thing_name
-        assert shown["timeoutConfig"]["maxLifetimeTimeoutMinutes"] == tunnel.lifetime_minutes
-        assert shown.get("tags", []) == _describe(tunnel.tags)
 
-    @rule(page_size=st.integers(1, 3), thing=st.none() | st.sampled_from(THINGS))
+    @rule(page_size=st.integers(1, 3), thing=things)
     def list_tunnels(self, page_size: int, thing: str | None) -> None:
         """ListTunnels pages through every visible tunnel once, newest first."""
         kwargs: dict[str, Any] = {"maxResults": page_size}
@@ -321,15 +436,20 @@ class TunnelLifecycle(RuleBasedStateMachine):
         seen: list[str] = []
         while True:
             page = self.call("list_tunnels", **kwargs)
-            assert len(page["tunnelSummaries"]) <= page_size
+            self.check(
+                len(page["tunnelSummaries"]) <= page_size,
+                f"ListTunnels returned {len(page['tunnelSummaries'])} tunnels on a page "
+                f"of {page_size}",
+            )
             seen.extend(s["tunnelId"] for s in page["tunnelSummaries"])
             if "nextToken" not in page:
                 break
             kwargs["nextToken"] = page["nextToken"]
         known = {t.tunnel_id for t in self.model.tunnels}
         expected = self.model.listed(self.now(), thing)
-        assert [i for i in seen if i in known] == expected, (
-            f"ListTunnels returned {seen}, the model expects {expected} (newest first)"
+        self.check(
+            [i for i in seen if i in known] == expected,
+            f"ListTunnels returned {seen}, the model expects {expected} (newest first)",
         )
 
     @rule(tunnel_id=tunnels, mode=st.sampled_from(["SOURCE", "DESTINATION", "ALL"]))
@@ -344,17 +464,29 @@ class TunnelLifecycle(RuleBasedStateMachine):
         )
         if expect is not None:
             return
-        assert result["tunnelArn"] == tunnel.arn
-        assert ("sourceAccessToken" in result) == (mode in ("SOURCE", "ALL"))
-        assert ("destinationAccessToken" in result) == (mode in ("DESTINATION", "ALL"))
+        rotated = {k for k in ("sourceAccessToken", "destinationAccessToken") if k in result}
+        expected = {
+            "SOURCE": {"sourceAccessToken"},
+            "DESTINATION": {"destinationAccessToken"},
+            "ALL": {"sourceAccessToken", "destinationAccessToken"},
+        }[mode]
+        self.check(
+            result["tunnelArn"] == tunnel.arn and rotated == expected,
+            f"rotating {mode} returned {sorted(result)}, the model expects "
+            f"tunnelArn and {sorted(expected)}",
+        )
+        rotated_modes = []
         if "sourceAccessToken" in result:
             tunnel.revoked.append(tunnel.source_token)
             tunnel.source_token = result["sourceAccessToken"]
-            self._expect_dropped(tunnel, ["source"], 1008)
+            rotated_modes.append("source")
         if "destinationAccessToken" in result:
             tunnel.revoked.append(tunnel.destination_token)
             tunnel.destination_token = result["destinationAccessToken"]
-            self._expect_dropped(tunnel, ["destination"], 1008)
+            rotated_modes.append("destination")
+        # The tokens first (no waiting), then the connections they opened.
+        self._check_revoked(tunnel)
+        self._expect_dropped(tunnel, rotated_modes, 1008)
 
     @rule(tunnel_id=tunnels, delete=st.booleans())
     def close_tunnel(self, tunnel_id: str, delete: bool) -> None:
@@ -401,9 +533,15 @@ class TunnelLifecycle(RuleBasedStateMachine):
         expect = self._expect_missing(tunnel)
         result = self.call("list_tags_for_resource", expect, resourceArn=tunnel.arn)
         if expect is None:
-            assert result["tags"] == _describe(tunnel.tags)
+            self.check(
+                result["tags"] == _describe(tunnel.tags),
+                lambda: (
+                    f"ListTagsForResource of tunnel {tunnel_id} returned {result['tags']}, "
+                    f"the model expects {_describe(tunnel.tags)}"
+                ),
+            )
 
-    @precondition(lambda self: self.fake is not None and self.model.tunnels)
+    @precondition(lambda self: self.fake is not None)
     @rule(minutes=st.sampled_from([0.5, 1, 29, 60, 200, 720]))
     def advance_clock(self, minutes: float) -> None:
         """Move the service's time forward: tunnels expire, closed ones disappear."""
@@ -420,21 +558,27 @@ class TunnelLifecycle(RuleBasedStateMachine):
         """The proxy must close these sides' live connections with ``code``."""
         for mode in modes:
             client = tunnel.live.pop(mode, None)
-            if client is None:
-                continue
-            try:
-                client.wait_closed(timeout=2)
-            except TimeoutError:
-                client.close()
-                raise AssertionError(
-                    f"the {mode} connection of tunnel {tunnel.tunnel_id} is still up, but "
-                    f"the model expects the proxy to close it with {code}"
-                ) from None
-            assert client.close_code == code, (
-                f"the {mode} connection of tunnel {tunnel.tunnel_id} was closed with "
-                f"{client.close_code} {client.close_reason!r}; the model expects {code}"
-            )
-            self._await_disconnect(client)
+            if client is not None:
+                self._expect_closed(tunnel, mode, client, code)
+
+    def _expect_closed(self, tunnel: ModelTunnel, mode: str, client: Any, code: int) -> None:
+        try:
+            client.wait_closed(timeout=2)
+            still_up = False
+        except TimeoutError:
+            client.close()
+            still_up = True
+        self.check(
+            not still_up,
+            f"the {mode} connection of tunnel {tunnel.tunnel_id} is still up, but "
+            f"the model expects the proxy to close it with {code}",
+        )
+        self.check(
+            client.close_code == code,
+            f"the {mode} connection of tunnel {tunnel.tunnel_id} was closed with "
+            f"{client.close_code} {client.close_reason!r}; the model expects {code}",
+        )
+        self._await_disconnect(client)
 
     def _await_disconnect(self, client: Any) -> None:
         """Wait until the proxy has finished with ``client``'s connection."""
@@ -443,10 +587,11 @@ class TunnelLifecycle(RuleBasedStateMachine):
             lambda event: event.kind == "disconnected" and event.channel_id == channel, timeout=5
         )
 
-    @precondition(lambda self: self.proxy is not None)
-    @rule(tunnel_id=tunnels, mode=st.sampled_from(["source", "destination"]))
-    def connect(self, tunnel_id: str, mode: str) -> None:
-        """A handshake succeeds only with an unused, unrevoked token of an OPEN tunnel."""
+    def connect_side(self, tunnel_id: str, mode: str) -> bool:
+        """Connect ``mode`` of the tunnel with its current token; check the model's verdict.
+
+        Returns whether the side is now connected (the model expected a refusal).
+        """
         from pytest_securetunnel.client import HandshakeRefused, SyncTunnelClient
 
         tunnel = self.model.find(tunnel_id)
@@ -459,101 +604,162 @@ class TunnelLifecycle(RuleBasedStateMachine):
         try:
             client = SyncTunnelClient.connect(self.proxy.endpoint, token, mode)
         except HandshakeRefused as error:
-            assert refused, f"the {mode} handshake was refused ({error.body}); the model expects it"
-            assert error.status == 400
-            return
+            status, body = error.status, error.body
+            client = None
+        if client is None:
+            self.check(refused, f"the {mode} handshake was refused ({body}); the model expects it")
+            self.check(status == 400, f"the {mode} handshake was refused with {status}, not 400")
+            return False
         if refused:
             client.close()
-            raise AssertionError(f"the {mode} handshake succeeded; the model expects a refusal")
+        self.check(not refused, f"the {mode} handshake succeeded; the model expects a refusal")
         tunnel.used.add(token)
-        assert client.service_ids is not None and list(client.service_ids) == tunnel.services
-        if mode in tunnel.live:  # docs/fidelity.md: a new connection replaces the old one
-            self._expect_dropped(tunnel, [mode], 1008)
+        previous = tunnel.live.pop(mode, None)
         tunnel.live[mode] = client
+        self.check(
+            client.service_ids is not None and list(client.service_ids) == tunnel.services,
+            f"the {mode} handshake offered services {client.service_ids}, "
+            f"the model expects {tunnel.services}",
+        )
+        if previous is not None:  # docs/fidelity.md: a new connection replaces the old one
+            self._expect_closed(tunnel, mode, previous, 1008)
+        return True
 
-    @precondition(lambda self: self.proxy is not None)
+    @precondition(lambda self: self.fake is not None)
+    @rule(tunnel_id=tunnels, mode=modes)
+    def connect(self, tunnel_id: str, mode: str) -> None:
+        """A handshake succeeds only with an unused, unrevoked token of an OPEN tunnel."""
+        self.connect_side(tunnel_id, mode)
+
+    @precondition(lambda self: self.fake is not None)
     @rule(tunnel_id=tunnels)
     def connect_both_sides(self, tunnel_id: str) -> None:
         """Connect the source, then the destination, as a session does."""
-        self.connect(tunnel_id, "source")
-        self.connect(tunnel_id, "destination")
+        self.connect_side(tunnel_id, "source")
+        self.connect_side(tunnel_id, "destination")
 
-    @precondition(lambda self: any(t.live for t in self.model.tunnels))
-    @rule(data=st.data())
-    def disconnect(self, data: st.DataObject) -> None:
-        """A client closes its connection; its side reads DISCONNECTED."""
-        tunnel = data.draw(st.sampled_from([t for t in self.model.tunnels if t.live]))
-        mode = data.draw(st.sampled_from(sorted(tunnel.live)))
-        note(f"disconnect {mode} of {tunnel.tunnel_id}")
+    @precondition(lambda self: self.fake is not None)
+    @rule(tunnel_id=tunnels, mode=modes)
+    def disconnect(self, tunnel_id: str, mode: str) -> None:
+        """A client closes its connection; its side reads DISCONNECTED.
+
+        A side with no live connection connects first (the handshake is checked as in
+        :meth:`connect`); if the model expects a refusal there is nothing to close.
+        """
+        tunnel = self.model.find(tunnel_id)
+        if mode not in tunnel.live and not self.connect_side(tunnel_id, mode):
+            return
+        note(f"disconnect {mode} of {tunnel_id}")
         client = tunnel.live.pop(mode)
         client.close()
         self._await_disconnect(client)
 
-    @precondition(lambda self: any(len(t.live) == 2 for t in self.model.tunnels))
-    @rule(data=st.data(), payload=st.binary(min_size=1, max_size=64))
-    def send_data(self, data: st.DataObject, payload: bytes) -> None:
-        """Data from the source reaches the destination of the same tunnel, unchanged."""
-        tunnel = data.draw(st.sampled_from([t for t in self.model.tunnels if len(t.live) == 2]))
+    @precondition(lambda self: self.fake is not None)
+    @rule(tunnel_id=tunnels, payload=st.binary(min_size=1, max_size=64))
+    def send_data(self, tunnel_id: str, payload: bytes) -> None:
+        """Data from the source reaches the destination of the same tunnel, unchanged.
+
+        Sides with no live connection connect first (checked as in :meth:`connect`);
+        if the model expects either to be refused, nothing is sent.
+        """
+        tunnel = self.model.find(tunnel_id)
+        for mode in ("source", "destination"):
+            if mode not in tunnel.live and not self.connect_side(tunnel_id, mode):
+                return
         service = tunnel.services[0]
-        note(f"send {payload!r} on {service} of {tunnel.tunnel_id}")
+        note(f"send {payload!r} on {service} of {tunnel_id}")
         source, destination = tunnel.live["source"], tunnel.live["destination"]
         stream = source.start_stream(service)
         source.send(payload, stream_id=stream, service_id=service)
         received = destination.receive_data(service, timeout=5)
-        assert received == payload, f"sent {payload!r}, the destination received {received!r}"
+        self.check(received == payload, f"sent {payload!r}, the destination received {received!r}")
 
-    # -- invariants -----------------------------------------------------------------
-
-    @invariant()
-    def old_tokens_stay_revoked(self) -> None:
-        """A rotated-away token is never valid again."""
-        if self.fake is None:
-            return
-        for tunnel in self.model.tunnels:
-            for token in tunnel.revoked:
-                record = self.fake.token(token)  # None: forgotten after retention
-                assert record is None or record.revoked is True, (
-                    f"a token of tunnel {tunnel.tunnel_id} replaced by rotation is still valid"
-                )
+    # -- the invariant ----------------------------------------------------------------
 
     @invariant()
+    def service_matches_model(self) -> None:
+        """After every step, the whole service agrees with the model.
+
+        ListTunnels (one page) shows the visible tunnels newest first; with a fake,
+        every visible tunnel also has the model's status (as the clock implies),
+        configuration, tags and connection states, and every rotated-away token stays
+        revoked.
+        """
+        self.listing_is_newest_first()
+        if self.fake is not None:
+            self.fake_matches_model()
+
     def listing_is_newest_first(self) -> None:
-        """ListTunnels (one page) shows the visible tunnels, newest first."""
-        listed = [s["tunnelId"] for s in self.client.list_tunnels()["tunnelSummaries"]]
+        """ListTunnels (one page) shows the visible tunnels, newest first.
+
+        A fake answers at its wire entry point, in the account and region of the
+        machine's tunnels (the :meth:`list_tunnels` rule goes through the client).
+        """
+        if self.fake is None:
+            answer = self.client.list_tunnels()
+        elif self.model.tunnels:
+            # arn:aws:iot:<region>:<account>:tunnel/<id>
+            _, _, _, region, account, _ = self.model.tunnels[0].arn.split(":", 5)
+            answer = self.fake.call("ListTunnels", {}, account_id=account, region=region)
+        else:
+            return  # the model knows no tunnel: nothing to order
+        listed = [s["tunnelId"] for s in answer["tunnelSummaries"]]
         known = {t.tunnel_id for t in self.model.tunnels}
         expected = self.model.listed(self.now(), None)
-        assert [i for i in listed if i in known] == expected, (
-            f"ListTunnels returned {listed}, the model expects {expected} (newest first)"
+        self.check(
+            [i for i in listed if i in known] == expected,
+            f"ListTunnels returned {listed}, the model expects {expected} (newest first)",
         )
 
-    @invariant()
-    def connection_states_follow_the_data_plane(self) -> None:
-        """Each side reads CONNECTED exactly while the model holds a live connection."""
+    def _check_revoked(self, tunnel: ModelTunnel) -> None:
+        """With a fake: every token rotation replaced is revoked."""
         if self.fake is None:
             return
+        for token in tunnel.revoked:
+            record = self.fake.token(token)  # None: forgotten once retention ended
+            self.check(
+                record is None or record.revoked,
+                f"a token of tunnel {tunnel.tunnel_id} replaced by rotation is still valid",
+            )
+
+    def fake_matches_model(self) -> None:
+        """Each visible tunnel of the fake is the model's; rotated-away tokens stay revoked."""
+        assert self.fake is not None
         now = self.now()
         for tunnel in self.model.tunnels:
+            self._check_revoked(tunnel)
             if not tunnel.visible(now):
                 continue
-            shown = self.fake.tunnel(tunnel.tunnel_id).describe(now)
-            for mode in ("source", "destination"):
-                state = shown[f"{mode}ConnectionState"]["status"]
-                expected = "CONNECTED" if mode in tunnel.live else "DISCONNECTED"
-                assert state == expected, (
-                    f"tunnel {tunnel.tunnel_id} {mode} reads {state}, the model says {expected}"
-                )
-
-    @invariant()
-    def statuses_follow_the_clock(self) -> None:
-        """Every visible tunnel's status is what the model computes from the clock."""
-        if self.fake is None:
-            return
-        now = self.now()
-        for tunnel in self.model.tunnels:
-            if tunnel.visible(now):
-                shown = self.fake.status(self.fake.tunnel(tunnel.tunnel_id))
-                assert shown == tunnel.status_at(now), (
-                    f"tunnel {tunnel.tunnel_id} is {shown}, the model says {tunnel.status_at(now)}"
+            try:
+                stored: Any = self.fake.tunnel(tunnel.tunnel_id)
+            except KeyError:
+                stored = None
+            self.check(
+                stored is not None,
+                f"tunnel {tunnel.tunnel_id} is gone from the fake; the model still has it",
+            )
+            status = self.fake.status(stored)  # applies the deadlines the clock passed
+            described = stored.describe(now)
+            shown = {
+                **self._shown(described),
+                "status": status,
+                **{
+                    mode: described[f"{mode}ConnectionState"]["status"]
+                    for mode in ("source", "destination")
+                },
+            }
+            expected = {
+                **self._expected(tunnel, now),
+                **{
+                    mode: "CONNECTED" if mode in tunnel.live else "DISCONNECTED"
+                    for mode in ("source", "destination")
+                },
+            }
+            if shown != expected:
+                self.check(
+                    False,
+                    f"the fake holds tunnel {tunnel.tunnel_id} as {shown}, "
+                    f"the model says {expected}",
                 )
 
 
@@ -593,6 +799,26 @@ def make_machine(
     return type(base.__name__, (base,), namespace)
 
 
+def machine_settings(**overrides: Any) -> settings:
+    """Hypothesis settings for a state machine: report the first bug found, fast.
+
+    * no deadline: a step may wait on the data plane;
+    * no explain phase: it traces every line run by every example shrunk after a
+      failure (``sys.settrace`` before Python 3.12), which makes shrinking a machine
+      several times slower, for a list of lines inside the machine's own checks;
+    * ``report_multiple_bugs=False``: once a failure is found, shrink it rather than
+      generate as many examples again looking for others.
+
+    ``overrides`` are passed on (``phases=tuple(Phase)`` brings the phase back).
+    """
+    defaults: dict[str, Any] = {
+        "deadline": None,
+        "phases": [phase for phase in Phase if phase is not Phase.explain],
+        "report_multiple_bugs": False,
+    }
+    return settings(**{**defaults, **overrides})
+
+
 def run_machine(
     machine: type[TunnelLifecycle] = TunnelLifecycle,
     *,
@@ -600,13 +826,13 @@ def run_machine(
     steps: int = 30,
     **settings_kwargs: Any,
 ) -> None:
-    """Run ``machine`` as a test with a bounded budget (raises on a failure)."""
+    """Run ``machine`` as a test with a bounded budget (raises on a failure).
+
+    ``settings_kwargs`` go to :func:`machine_settings`.
+    """
     run_state_machine_as_test(
         machine,
-        settings=settings(
-            max_examples=max_examples,
-            stateful_step_count=steps,
-            deadline=None,
-            **settings_kwargs,
+        settings=machine_settings(
+            max_examples=max_examples, stateful_step_count=steps, **settings_kwargs
         ),
     )

@@ -7,12 +7,11 @@ checks what *we* promise: a device never gets two open tunnels from us.
 
 from __future__ import annotations
 
-from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import rule
 from sessions import start_session
 
-from pytest_securetunnel.stateful import THINGS, ModelTunnel, TunnelLifecycle
+from pytest_securetunnel.stateful import THINGS, ModelTunnel, TunnelLifecycle, machine_settings
 
 
 class SessionsMachine(TunnelLifecycle):
@@ -47,4 +46,4 @@ class SessionsMachine(TunnelLifecycle):
 
 
 TestSessions = SessionsMachine.TestCase
-TestSessions.settings = settings(max_examples=20, stateful_step_count=25, deadline=None)
+TestSessions.settings = machine_settings(max_examples=20, stateful_step_count=25)

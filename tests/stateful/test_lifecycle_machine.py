@@ -5,17 +5,26 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
-from hypothesis import Phase, settings
+from hypothesis import Phase
 from hypothesis.errors import Flaky
+from hypothesis.stateful import RuleStrategy
 
 from pytest_securetunnel.service import _fake
 from pytest_securetunnel.service._state import Backend
-from pytest_securetunnel.stateful import TunnelLifecycle, make_machine, run_machine
+from pytest_securetunnel.stateful import (
+    DATA_PLANE_RULES,
+    ModelMismatch,
+    TunnelLifecycle,
+    machine_settings,
+    make_machine,
+    run_machine,
+)
 
 # The suite's own budget for the machine: the default of run_machine.
 TestTunnelLifecycle = TunnelLifecycle.TestCase
-TestTunnelLifecycle.settings = settings(max_examples=25, stateful_step_count=30, deadline=None)
+TestTunnelLifecycle.settings = machine_settings(max_examples=25, stateful_step_count=30)
 
 
 def assert_caught(*, shrink: bool = False) -> str:
@@ -64,17 +73,114 @@ def test_planted_bug_list_sorts_oldest_first(monkeypatch: pytest.MonkeyPatch) ->
     assert "newest first" in assert_caught()
 
 
+def _oldest_first(self: Backend) -> Iterator[Any]:
+    return iter(list(self.tunnels.values()))
+
+
 def test_shrunk_failure_prints_pasteable_boto3_calls(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Backend, "newest_first", lambda self: iter(list(self.tunnels.values())))
-    with pytest.raises(AssertionError) as info:
+    monkeypatch.setattr(Backend, "newest_first", _oldest_first)
+    with pytest.raises(ModelMismatch, match="newest first") as info:
         run_machine(make_machine(data_plane=False), derandomize=True, database=None)
     printed = "\n".join(getattr(info.value, "__notes__", []))
     calls = [line for line in printed.splitlines() if line.startswith("client.")]
-    assert calls == [
-        "client.open_tunnel(destinationConfig={'services': ['SSH']})",
-        "client.open_tunnel(destinationConfig={'services': ['SSH']})",
-    ]
-    assert "state.listing_is_newest_first()" in printed
+    # shrunk: two tunnels are enough to list them in the wrong order
+    assert 2 <= len(calls) <= 3 and all(c.startswith("client.open_tunnel(") for c in calls)
+    # pasted into a session with a client, the calls show the bug again
+    from pytest_securetunnel import SecureTunnelFake, attach
+
+    client = boto3.client(
+        "iotsecuretunneling",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    with attach(client, SecureTunnelFake()):
+        opened = [eval(call, {"client": client})["tunnelId"] for call in calls]
+        listed = [s["tunnelId"] for s in client.list_tunnels()["tunnelSummaries"]]
+    assert listed == opened  # oldest first: what the invariant caught
+
+
+def test_one_bug_is_one_failure_however_many_checks_it_trips(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # UntagResource that removes nothing trips DescribeTunnel, ListTagsForResource,
+    # TagResource's quota and the invariant: all are one ModelMismatch, shrunk once
+    def untag(fake: Any, backend: Any, params: Any) -> Any:
+        fake._find_arn(backend, params["resourceArn"])
+        return {}
+
+    monkeypatch.setitem(_fake._OPERATIONS, "UntagResource", untag)
+    with pytest.raises(ModelMismatch) as info:
+        run_machine(
+            make_machine(data_plane=False), max_examples=100, derandomize=True, database=None
+        )
+    assert type(info.value) is ModelMismatch  # not a group of "distinct" failures
+    printed = "\n".join(getattr(info.value, "__notes__", []))
+    assert "client.untag_resource(" in printed
+
+
+def test_machine_settings_skip_the_explain_phase_and_stop_at_the_first_bug() -> None:
+    chosen = machine_settings(max_examples=7)
+    assert Phase.explain not in chosen.phases and Phase.shrink in chosen.phases
+    assert chosen.report_multiple_bugs is False
+    assert chosen.deadline is None and chosen.max_examples == 7
+    assert Phase.explain in machine_settings(phases=tuple(Phase)).phases
+
+
+@pytest.mark.parametrize("data_plane", [True, False])
+def test_no_step_is_refused_by_a_precondition(
+    monkeypatch: pytest.MonkeyPatch, data_plane: bool
+) -> None:
+    # every rule of the machine can run in every state (with a fake): Hypothesis never
+    # draws a rule only to refuse it, and without a data plane its rules are left out
+    refused: list[str] = []
+    is_valid = RuleStrategy.is_valid
+
+    def recording(self: RuleStrategy, rule: Any) -> bool:
+        valid = is_valid(self, rule)
+        if not valid:
+            refused.append(rule.function.__name__)
+        return valid
+
+    monkeypatch.setattr(RuleStrategy, "is_valid", recording)
+    machine = make_machine(data_plane=data_plane)
+    run_machine(machine, max_examples=10, steps=20, derandomize=True, database=None)
+    assert refused == []
+    rules = {r.function.__name__ for r in machine.setup_state().rules}
+    assert (set(DATA_PLANE_RULES) <= rules) is data_plane
+    assert not (set(DATA_PLANE_RULES) & rules) or data_plane
+
+
+def test_examples_share_one_client_and_start_a_proxy_only_to_connect() -> None:
+    first, second = TunnelLifecycle(), TunnelLifecycle()
+    try:
+        assert first.client is second.client  # one client, each example its own fake
+        assert first.fake is not second.fake
+        assert first._proxy is None and second._proxy is None
+        proxy = first.proxy
+        assert proxy is not None and proxy is not second.proxy
+        opened = first.client.open_tunnel(destinationConfig={"services": ["SSH"]})
+    finally:
+        first.teardown()
+        second.teardown()
+    assert opened["tunnelId"] in {t.tunnel_id for t in first.fake.tunnels()}
+    assert not second.fake.calls and "stopped" in repr(proxy)
+    # detached: the shared client answers from no fake now
+    assert second.fake.tunnels() == []
+
+
+def test_a_machine_without_data_plane_refuses_data_plane_calls() -> None:
+    machine = make_machine(data_plane=False)
+    instance = machine()
+    try:
+        assert instance.proxy is None
+        with pytest.raises(TypeError, match="no data plane"):
+            instance.connect("some-tunnel", "source")
+    finally:
+        instance.teardown()
+    # and a subclass that turns it back on has the rules again
+    again = make_machine(base=machine, data_plane=True)
+    assert again.connect is TunnelLifecycle.connect
 
 
 def test_planted_bug_tag_limit_off_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
