@@ -34,20 +34,22 @@ import contextvars
 import functools
 import inspect
 import io
+import os
 import sys
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
+from botocore import retryhandler
 from botocore.awsrequest import AWSResponse
 from botocore.client import BaseClient
 from botocore.credentials import Credentials
 from botocore.endpoint import Endpoint
 from botocore.exceptions import CapacityNotAvailableError
+from botocore.hooks import EventAliaser, HierarchicalEmitter
 from botocore.retries.adaptive import ClientRateLimiter
 
 from pytest_securetunnel._errors import SecureTunnelError
@@ -146,12 +148,95 @@ def _delay(responses: Any) -> float | None:
     return None
 
 
-def _note_attempt(context: dict[str, Any], attempt: int) -> None:
+def _note_attempt(context: dict[str, Any], attempt: int) -> dict[str, Any]:
     # As botocore's endpoint does before each attempt (_update_retries_context).
-    retries = context.setdefault("retries", {})
+    retries: dict[str, Any] = context.setdefault("retries", {})
     retries["attempt"] = attempt
     if "invocation-id" not in retries:
-        retries["invocation-id"] = str(uuid.uuid4())
+        retries["invocation-id"] = _uuid4()
+    return retries
+
+
+def _uuid4() -> str:
+    """``str(uuid.uuid4())``, without building a ``UUID`` object: the same random bits."""
+    n = int.from_bytes(os.urandom(16), "big")
+    n = (n & _UUID4_KEEP) | _UUID4_SET
+    h = f"{n:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+# RFC 4122 version 4: version nibble 4, variant bits 10 (as uuid.UUID(version=4) sets).
+_UUID4_KEEP = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
+class _QuietRetry:
+    """Whether the ``needs-retry`` handlers of an event would do nothing for an answer.
+
+    botocore's endpoint asks the event's handlers after every response. For the
+    default ("legacy") retry mode the only handler is a
+    :class:`botocore.retryhandler.RetryHandler`, whose checkers look at the status
+    code, the error code and a CRC32 header; for a status none of them names and no
+    such header it returns ``None``, and its only effect is to note the maximum
+    number of attempts in the request context. This class recognises exactly that
+    handler list (anything else, such as the standard or adaptive modes, whose
+    handlers keep quotas and rates, or a handler of the user's, is emitted as usual)
+    and does what the handler would have done.
+    """
+
+    __slots__ = ("crc_headers", "handlers", "max_attempts", "statuses")
+
+    def __init__(self, handlers: Any) -> None:
+        self.handlers = handlers
+        self.max_attempts: int | None = None
+        self.statuses: frozenset[int] = frozenset()
+        self.crc_headers: tuple[str, ...] = ()
+        if len(handlers) != 1:
+            return
+        handler = handlers[0]
+        if type(handler) is not retryhandler.RetryHandler:
+            return
+        decorator = handler._checker
+        if type(decorator) is not retryhandler.MaxAttemptsDecorator:
+            return
+        multi = decorator._checker
+        if type(multi) is not retryhandler.MultiChecker:
+            return
+        statuses: set[int] = set()
+        crc: list[str] = []
+        for checker in multi._checkers:
+            kind = type(checker)
+            if kind in (retryhandler.HTTPStatusCodeChecker, retryhandler.ServiceErrorCodeChecker):
+                statuses.add(checker._status_code)
+            elif kind is retryhandler.CRC32Checker:
+                crc.append(checker._header_name)
+            elif kind is not retryhandler.ExceptionRaiser:
+                return
+        self.statuses, self.crc_headers = frozenset(statuses), tuple(crc)
+        self.max_attempts = int(decorator._max_attempts)
+
+    def answers(self, response: AWSResponse, retries: dict[str, Any] | None) -> bool:
+        """Do the handler's work for ``response`` if it would return ``None``; say if so."""
+        if (
+            self.max_attempts is None
+            or response.status_code in self.statuses
+            or any(name in response.headers for name in self.crc_headers)
+        ):
+            return False
+        if retries:  # as MaxAttemptsDecorator notes it
+            retries["max"] = max(retries.get("max", 0), self.max_attempts)
+        return True
+
+
+def _handlers_for(emitter: Any, event_name: str) -> Any:
+    """The handler list botocore has looked up for ``event_name``, if known; else None."""
+    # ``__class__``, not ``type()``: the request signer holds the emitter by weak proxy.
+    if emitter.__class__ is not EventAliaser:
+        return None
+    inner = emitter._emitter
+    if inner.__class__ is not HierarchicalEmitter:
+        return None
+    return inner._lookup_cache.get(emitter._alias_event_name(event_name))
 
 
 def _sdk_attempt(headers: Any) -> int:
@@ -212,6 +297,8 @@ class _Hook:
         # Parsed bodies of successful responses, by (operation, body): botocore's parser
         # is a pure function of the body, and an unchanged tunnel answers the same bytes.
         self._parsed: dict[tuple[str, bytes], dict[str, Any]] = {}
+        self._retry_events: dict[str, str] = {}
+        self._quiet: _QuietRetry | None = None
 
     def _fake(self) -> SecureTunnelFake | None:
         return self._fixed if self._fixed is not None else _router.active()
@@ -287,8 +374,10 @@ class _Hook:
             return self._attempts_async(fake, real_sleep, model, params, emitter, account, region)
         attempts, delay = 1, 0.0
         while True:
-            _note_attempt(context, attempts)
+            retries = _note_attempt(context, attempts)
             http, parsed = self._answer(fake, model, params, account, region, attempts, delay)
+            if self._quiet_retry(emitter, model, http, retries):
+                break
             kwargs = _needs_retry_kwargs(
                 self._endpoint, model, attempts, params, (http, parsed), None
             )
@@ -301,6 +390,22 @@ class _Hook:
             attempts += 1
         parsed["ResponseMetadata"]["RetryAttempts"] = attempts - 1
         return http, parsed
+
+    def _quiet_retry(
+        self, emitter: Any, model: Any, http: AWSResponse, retries: dict[str, Any]
+    ) -> bool:
+        """Whether the ``needs-retry`` handlers would return ``None`` (their work then done)."""
+        name = self._retry_events.get(model.name)
+        if name is None:
+            name = f"needs-retry.{model.service_model.service_id.hyphenize()}.{model.name}"
+            self._retry_events[model.name] = name
+        handlers = _handlers_for(emitter, name)
+        if handlers is None:
+            return False
+        quiet = self._quiet
+        if quiet is None or quiet.handlers is not handlers:
+            quiet = self._quiet = _QuietRetry(handlers)
+        return quiet.answers(http, retries)
 
     async def _attempts_async(
         self,
@@ -456,14 +561,41 @@ def _guard_before_call(model: Any, params: dict[str, Any], context: Any, **_: An
     )
 
 
+class _WeakIdSet:
+    """A set of objects held weakly, tested by identity: cheaper than a ``WeakSet`` on
+    every call, as an object's id is dropped (by the weakref's callback) before it can
+    be reused."""
+
+    def __init__(self) -> None:
+        self._refs: dict[int, weakref.ref[Any]] = {}
+
+    def __contains__(self, item: object) -> bool:
+        return id(item) in self._refs
+
+    def add(self, item: Any) -> None:
+        key = id(item)
+        refs = self._refs
+
+        def forget(_: weakref.ref[Any]) -> None:
+            refs.pop(key, None)
+
+        refs[key] = weakref.ref(item, forget)
+
+    def __iter__(self) -> Iterator[Any]:
+        for ref in list(self._refs.values()):
+            item = ref()
+            if item is not None:
+                yield item
+
+
 class _Router:
     """Process-wide routing: the stack of active fakes, the real-call guard and the patches."""
 
     def __init__(self) -> None:
         self._stack: list[tuple[SecureTunnelFake, bool, bool]] = []
         self._lock = threading.RLock()
-        self._hooked: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._guarded: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._hooked = _WeakIdSet()
+        self._guarded = _WeakIdSet()
         self._originals: list[tuple[type, str, Callable[..., Any]]] = []
         self._hooked_http = False
         self._users = 0
@@ -557,7 +689,7 @@ class _Router:
     def _unhook_all(self) -> None:
         for emitter in list(self._hooked):
             _unregister(emitter, self._hooked_http, _HOOK_ID)
-        self._hooked = weakref.WeakSet()
+        self._hooked = _WeakIdSet()
 
     def _patch(self) -> None:
         targets: list[tuple[type, str, Callable[[Any], Any]]] = [
@@ -591,7 +723,7 @@ class _Router:
         self._unhook_all()
         for emitter in list(self._guarded):
             emitter.unregister("before-call", unique_id=_GUARD_ID)
-        self._guarded = weakref.WeakSet()
+        self._guarded = _WeakIdSet()
 
 
 @functools.lru_cache(maxsize=1)

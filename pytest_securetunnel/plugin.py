@@ -187,8 +187,13 @@ def securetunnel(request: pytest.FixtureRequest) -> Iterator[SecureTunnelFake]:
     except ValueError as exc:  # UnknownRegionError, or an extra region that is no name
         raise pytest.UsageError(f"securetunnel fixture: {exc}") from None
     request.node.stash[_FAKE_KEY] = fake
-    with mock_securetunneling(fake, http=http, real_sleep=real_sleep):
-        yield fake
+    try:
+        with mock_securetunneling(fake, http=http, real_sleep=real_sleep):
+            yield fake
+    finally:
+        # The call's report is made by now. Items live for the whole session: a test
+        # that keeps its fake alive grows the heap every later garbage collection scans.
+        del request.node.stash[_FAKE_KEY]
 
 
 def _import_for(fixture: str, module: str, extra: str, needs: str) -> Any:

@@ -12,6 +12,7 @@ import collections
 import hashlib
 import heapq
 import json
+import math
 import random
 import secrets
 import threading
@@ -180,6 +181,8 @@ class SecureTunnelFake:
         self._due: list[tuple[float, tuple[str, str]]] = []
         self._scheduled: dict[tuple[str, str], float] = {}
         self._scheduled_retention = self.closed_retention_seconds
+        # The last answer of each operation (a private copy) and its encoding.
+        self._last_answer: dict[str, tuple[Any, bytes]] = {}
 
     # -- inspection ---------------------------------------------------------------
 
@@ -486,7 +489,17 @@ class SecureTunnelFake:
         if len(self._valid_bodies) >= 1024:
             self._valid_bodies.clear()
         self._valid_bodies[key] = None
-        return WireResponse(200, self._headers(), json.dumps(result).encode())
+        return WireResponse(200, self._headers(), self._encode(operation, result))
+
+    def _encode(self, operation: str, result: dict[str, Any]) -> bytes:
+        """``json.dumps(result).encode()``; the same bytes object again for an answer that
+        repeats the last one (so a client's parse of it can be reused)."""
+        last = self._last_answer.get(operation)
+        if last is not None and _same_json(last[0], result):
+            return last[1]
+        body = json.dumps(result).encode()
+        self._last_answer[operation] = (_json_copy(result), body)
+        return body
 
     def _headers(self) -> dict[str, str]:
         hexa = f"{self._request_rng.getrandbits(128):032x}"
@@ -760,6 +773,36 @@ def _depth(value: Any) -> int:
                 return level
             stack.extend((child, level + 1) for child in item)
     return deepest
+
+
+def _same_json(a: Any, b: Any) -> bool:
+    """Whether ``json.dumps`` gives ``a`` and ``b`` the same text: equal values of the
+    same types, keys in the same order, floats of the same sign."""
+    kind = type(a)
+    if kind is not type(b):
+        return False
+    if kind is dict:
+        if len(a) != len(b):
+            return False
+        for (ka, va), (kb, vb) in zip(a.items(), b.items(), strict=True):
+            if (ka is not kb and (type(ka) is not type(kb) or ka != kb)) or not _same_json(va, vb):
+                return False
+        return True
+    if kind is list:
+        return len(a) == len(b) and all(map(_same_json, a, b))
+    if kind is float:
+        return bool(a == b and (a != 0.0 or math.copysign(1.0, a) == math.copysign(1.0, b)))
+    return bool(a == b)
+
+
+def _json_copy(value: Any) -> Any:
+    """A deep copy of JSON data (dicts and lists; other values are immutable)."""
+    kind = type(value)
+    if kind is dict:
+        return {k: _json_copy(v) for k, v in value.items()}
+    if kind is list:
+        return [_json_copy(v) for v in value]
+    return value
 
 
 def _without_nulls(value: Any) -> Any:
