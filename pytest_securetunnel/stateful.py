@@ -42,6 +42,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess
 
 from botocore.exceptions import ClientError
 
+from pytest_securetunnel._errors import SecureTunnelError
 from pytest_securetunnel.mock import attach
 from pytest_securetunnel.service import Quotas, SecureTunnelFake
 
@@ -166,7 +167,7 @@ modes = st.sampled_from(["source", "destination"])
 DATA_PLANE_RULES = ("connect", "connect_both_sides", "disconnect", "send_data")
 
 
-class ModelMismatch(AssertionError):
+class ModelMismatch(SecureTunnelError, AssertionError):
     """The service answered otherwise than the model of AWS's promises says it must.
 
     Every check of :class:`TunnelLifecycle` raises it from one place
