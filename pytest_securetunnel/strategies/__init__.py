@@ -8,6 +8,8 @@ Control plane (needs the ``hypothesis`` extra):
 - :func:`shape_values`: valid values of any model shape.
 - :func:`invalid_args`: requests that break exactly one rule, as :class:`InvalidInput`
   with the expected error code and message.
+- :func:`fresh_fake_per_example`: the ``securetunnel`` fixture in a ``@given`` test,
+  reset before each example.
 
 Data plane (needs the ``dataplane`` extra too): :func:`tunnel_messages`,
 :func:`message_sequences`, :func:`frame_streams`, :func:`byte_chunks` and
@@ -30,6 +32,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess
         "pip install 'pytest-securetunnel[hypothesis]'"
     ) from exc
 
+from pytest_securetunnel.strategies._examples import fresh_fake_per_example
 from pytest_securetunnel.strategies._invalid import InvalidInput, invalid_args
 from pytest_securetunnel.strategies._operations import (
     close_tunnel_args,
@@ -62,6 +65,7 @@ __all__ = [
     "close_tunnel_args",
     "describe_tunnel_args",
     "frame_streams",
+    "fresh_fake_per_example",
     "invalid_args",
     "list_tags_for_resource_args",
     "list_tunnels_args",
