@@ -6,10 +6,13 @@
 - :func:`securetunnel_server`: the pytest fixture function.
 - :func:`main`: ``python -m pytest_securetunnel serve`` (and ``securetunnel-server``).
 - :class:`HttpLimits`: body and header sizes, request timeout and connection cap.
+- :func:`start_data_plane`: the data-plane proxy alone, as the server starts it
+  (a :class:`DataPlane`).
 """
 
 from ._admin import ADMIN_PREFIX
 from ._cli import main, server_main
+from ._dataplane import DataPlane, start_data_plane
 from ._http import HttpLimits
 from ._server import (
     RequestRecord,
@@ -20,6 +23,7 @@ from ._server import (
 
 __all__ = [
     "ADMIN_PREFIX",
+    "DataPlane",
     "HttpLimits",
     "RequestRecord",
     "SecureTunnelServer",
@@ -27,4 +31,5 @@ __all__ = [
     "main",
     "securetunnel_server",
     "server_main",
+    "start_data_plane",
 ]

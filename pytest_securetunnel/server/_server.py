@@ -22,8 +22,8 @@ from pytest_securetunnel.service import (
     SecureTunnelFake,
     UnknownRegionError,
     WireResponse,
+    model,
 )
-from pytest_securetunnel.service._model import operation_names, target_prefix
 
 from ._admin import ADMIN_PREFIX, Admin, AdminError
 from ._auth import MAX_SKEW_SECONDS, AuthError, parse_access_key, verify
@@ -86,10 +86,10 @@ class RequestRecord:
 
 def _deny_name(entry: str) -> str:
     name = entry.split(":", 1)[1] if entry.startswith("iot:") else entry
-    if name not in operation_names():
+    if name not in model.operation_names():
         raise ValueError(
             f"deny entry {entry!r} is not an operation of the service; use one of "
-            f"{', '.join(operation_names())} (optionally prefixed with 'iot:')"
+            f"{', '.join(model.operation_names())} (optionally prefixed with 'iot:')"
         )
     return name
 
@@ -198,7 +198,7 @@ class SecureTunnelServer(Lifecycle["SecureTunnelServer"], BackgroundErrors):
         if admin_token is None and guarded:
             self.admin_token = secrets.token_urlsafe(24)
         self._log = log
-        self._prefix = target_prefix()
+        self._prefix = model.target_prefix()
         self._lock = threading.Lock()
         self._call_lock = threading.Lock()
         self._requests: deque[RequestRecord] = deque(maxlen=10_000)
