@@ -3,7 +3,6 @@
 - :class:`SecureTunnelServer`: start/stop or ``with``; :attr:`~SecureTunnelServer.endpoint_url`
   for boto3, the AWS CLI and other SDKs; :attr:`~SecureTunnelServer.data_endpoint` for
   tunnel clients; an admin JSON API under ``/_securetunnel/`` for tests in other languages.
-- :func:`securetunnel_server`: the pytest fixture function.
 - :func:`main`: ``python -m pytest_securetunnel serve`` (and ``securetunnel-server``).
 - :class:`HttpLimits`: body and header sizes, request timeout and connection cap.
 - :func:`start_data_plane`: the data-plane proxy alone, as the server starts it
@@ -18,7 +17,6 @@ from ._server import (
     RequestRecord,
     SecureTunnelServer,
     SecureTunnelServerError,
-    securetunnel_server,
 )
 
 __all__ = [
@@ -29,7 +27,6 @@ __all__ = [
     "SecureTunnelServer",
     "SecureTunnelServerError",
     "main",
-    "securetunnel_server",
     "server_main",
     "start_data_plane",
 ]
