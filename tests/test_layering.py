@@ -1,8 +1,8 @@
 """The package's import graph has no cycles, counting every import.
 
 Imports inside functions and under ``TYPE_CHECKING`` count too: they are cycles in
-the design even when Python tolerates them at run time (import-linter, run in CI,
-sees only module-level imports).
+the design even when Python tolerates them at run time. The layers themselves are
+import-linter contracts (``[tool.importlinter]`` in pyproject.toml, run in CI).
 """
 
 from __future__ import annotations
