@@ -7,9 +7,11 @@ The public names live here; everything else is private. The data-plane names
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from pytest_securetunnel import jupyter as _jupyter  # noqa: F401  (the fake's text and HTML views)
 from pytest_securetunnel._errors import SecureTunnelError
 from pytest_securetunnel.mock import (
     Attachment,
@@ -30,8 +32,11 @@ from pytest_securetunnel.service import (
     SubscriberError,
     Tunnel,
     UnknownRegionError,
+    register_to_thread,
 )
 from pytest_securetunnel.stubber import SecureTunnelStubber
+
+register_to_thread(asyncio.to_thread)  # for Notifications.wait_async
 
 if TYPE_CHECKING:
     from pytest_securetunnel.client import (

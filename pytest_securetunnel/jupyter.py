@@ -2,7 +2,9 @@
 
 Pure functions over a :class:`~pytest_securetunnel.SecureTunnelFake` and its
 :class:`~pytest_securetunnel.Tunnel` objects; nothing here imports Jupyter. Every value
-taken from the fake is escaped, and access tokens are masked.
+taken from the fake is escaped, and access tokens are masked. Importing this module (as
+importing :mod:`pytest_securetunnel` does) makes them the fake's and the tunnels' own
+views: ``print(fake)``, ``print(tunnel)`` and their display in a notebook.
 
 >>> from pytest_securetunnel import SecureTunnelFake
 >>> print(render_fake_text(SecureTunnelFake(seed=1)))  # doctest: +ELLIPSIS
@@ -31,6 +33,7 @@ from pytest_securetunnel.service import (
     Notification,
     SecureTunnelFake,
     Tunnel,
+    register_display,
 )
 
 #: What a tunnel view reads the time from: the fake, its clock, epoch seconds, or
@@ -438,3 +441,11 @@ def render_fake_html(
         )
     parts.append("</div>")
     return "".join(parts)
+
+
+register_display(SecureTunnelFake, text=render_fake_text, html=render_fake_html)
+register_display(
+    Tunnel,
+    text=lambda tunnel: render_tunnel_text(tunnel, tunnel.clock),
+    html=lambda tunnel: render_tunnel_html(tunnel, tunnel.clock),
+)

@@ -18,7 +18,7 @@ from pytest_securetunnel.contract.plugin import (
 )
 from pytest_securetunnel.mock import attach, guard_real_calls, mock_securetunneling
 from pytest_securetunnel.report import format_calls
-from pytest_securetunnel.server import securetunnel_server as _securetunnel_server
+from pytest_securetunnel.server import SecureTunnelServer
 from pytest_securetunnel.service import Clock, Mode, Quotas, SecureTunnelFake
 
 if TYPE_CHECKING:
@@ -48,7 +48,30 @@ _LOCALPROXIES_KEY = pytest.StashKey[list["ReferenceLocalProxy"]]()
 _GUARD_KEY = pytest.StashKey[Callable[[], None]]()
 _SCOPED_KEY = pytest.StashKey[ScopedRoutes]()
 
-securetunnel_server = pytest.fixture(_securetunnel_server)
+
+@pytest.fixture
+def securetunnel_server(request: pytest.FixtureRequest) -> Iterator[SecureTunnelServer]:
+    """A running :class:`SecureTunnelServer` for one test (fixture function).
+
+    If the test also uses the ``securetunnel`` fixture, the server serves that same fake,
+    so in-process calls and calls over HTTP (the AWS CLI, other languages) see one state.
+    ``@pytest.mark.securetunnel_server(**options)`` passes options to the server
+    (``access_keys``, ``deny``, ``tls``, ``data_plane``, ...).
+    """
+    marker = request.node.get_closest_marker("securetunnel_server")
+    options: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
+    fake: SecureTunnelFake | None = None
+    if "securetunnel" in request.fixturenames:
+        fake = request.getfixturevalue("securetunnel")
+    elif "seed" not in options:
+        seed = request.config.getoption("securetunnel_seed", None)
+        if seed is not None:
+            options["seed"] = seed
+    extra = request.config.getoption("securetunnel_extra_region", None)
+    if fake is None and extra and "extra_regions" not in options:
+        options["extra_regions"] = [n.strip() for e in extra for n in e.split(",") if n.strip()]
+    with SecureTunnelServer(fake, **options) as server:
+        yield server
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

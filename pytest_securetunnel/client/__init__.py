@@ -27,9 +27,8 @@ from ._reference import (
     find_localproxy,
     reserve_port,
 )
-from ._sync import SyncTunnelClient
 from ._sync_proxy import SyncEchoPeer, SyncLocalProxy
-from ._tunnel_client import DEFAULT_TIMEOUT, TunnelClient
+from ._tunnel_client import DEFAULT_TIMEOUT, SyncTunnelClient, TunnelClient
 
 __all__ = [
     "DEFAULT_TIMEOUT",

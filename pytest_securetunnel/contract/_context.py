@@ -7,7 +7,7 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import pytest
 from botocore.exceptions import ClientError
@@ -19,13 +19,35 @@ from ._drift import Shadow
 from ._errors import LiveModeError
 
 if TYPE_CHECKING:
-    from pytest_securetunnel.server._dataplane import DataPlane
-
-    from ._run import ContractRun
+    from pytest_securetunnel.server import DataPlane
 
 #: Where contract tests run: the in-process fake, an endpoint, or AWS itself.
 ContractMode = Literal["fake", "endpoint", "live"]
 _T = TypeVar("_T")
+
+
+class RunSettings(Protocol):
+    """What a test's context reads of the session's contract run."""
+
+    run_id: str
+    run_tag: dict[str, str]
+
+    @property
+    def mode(self) -> ContractMode:
+        """``"fake"``, ``"endpoint"`` or ``"live"``."""
+
+    @property
+    def endpoint_url(self) -> str | None:
+        """The endpoint under test (endpoint mode)."""
+
+    def sign_admin(self, method: str, url: str, body: bytes) -> dict[str, str]:
+        """Headers that sign an admin API request."""
+
+    def admin_url(self) -> str | None:
+        """The endpoint's admin API, if it has one."""
+
+    def data_endpoint(self) -> str | None:
+        """The data-plane endpoint under test, if known."""
 
 
 def error_code(error: ClientError) -> str:
@@ -44,7 +66,7 @@ class ContractContext:
 
     def __init__(
         self,
-        run: ContractRun,
+        run: RunSettings,
         nodeid: str,
         client: Any,
         region: str,
@@ -190,7 +212,7 @@ class ContractContext:
             if self.proxy_endpoint is not None:
                 return self.proxy_endpoint
             if self._data_plane is None:
-                from pytest_securetunnel.server._dataplane import start_data_plane
+                from pytest_securetunnel.server import start_data_plane
 
                 assert self.fake is not None
                 self._data_plane = start_data_plane(self.fake, tls=False)

@@ -8,20 +8,14 @@ MQTT 3.1.1 or 5, with mutual TLS or plain TCP. It needs the ``mqtt`` extra
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
+from ._lazy import load
 from ._serve import add_mqtt_arguments, mqtt_info, start_mqtt
 
 if TYPE_CHECKING:
     from ._broker import MqttBrokerError, NotifyBroker
     from ._certs import DeviceCertificate
-
-_LAZY = {
-    "DeviceCertificate": "pytest_securetunnel.mqtt._certs",
-    "MqttBrokerError": "pytest_securetunnel.mqtt._broker",
-    "NotifyBroker": "pytest_securetunnel.mqtt._broker",
-}
 
 __all__ = [
     "DeviceCertificate",
@@ -34,17 +28,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    module_name = _LAZY.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'pytest_securetunnel.mqtt' has no attribute {name!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ImportError(
-            f"pytest_securetunnel.mqtt.{name} needs the mqtt extra (trustme, paho-mqtt): "
-            f"pip install 'pytest-securetunnel[mqtt]' ({exc})"
-        ) from exc
-    return getattr(module, name)
+    return load(name)
 
 
 def __dir__() -> list[str]:

@@ -7,6 +7,8 @@ from typing import Any
 
 from pytest_securetunnel.service import SecureTunnelFake
 
+from ._lazy import load
+
 __all__ = ["add_mqtt_arguments", "mqtt_info", "start_mqtt"]
 
 
@@ -40,9 +42,7 @@ def start_mqtt(args: argparse.Namespace, fake: SecureTunnelFake) -> Any:
     """A running ``NotifyBroker`` for ``fake`` if ``--mqtt`` was given, else ``None``."""
     if not getattr(args, "mqtt", False):
         return None
-    from pytest_securetunnel.mqtt import NotifyBroker
-
-    broker = NotifyBroker(
+    broker = load("NotifyBroker")(
         fake,
         host=args.host,
         port=args.mqtt_port,

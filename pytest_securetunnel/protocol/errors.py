@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from pytest_securetunnel._errors import SecureTunnelError
 
 if TYPE_CHECKING:
-    from .messages import TunnelMessage
+    from ._message import TunnelMessage
 
 __all__ = [
     "FrameError",

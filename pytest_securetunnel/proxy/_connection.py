@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from websockets.asyncio.server import ServerConnection
 from websockets.frames import Frame, Opcode
@@ -33,9 +33,6 @@ from pytest_securetunnel.protocol import MAX_WEBSOCKET_FRAME_SIZE
 
 from ._handshake import MAX_REQUEST_SIZE, preflight
 from ._ws_internals import transport_of
-
-if TYPE_CHECKING:
-    from ._core import Admission
 
 __all__ = ["ConnectionOwner", "TunnelServerConnection"]
 
@@ -60,7 +57,8 @@ class TunnelServerConnection(ServerConnection):
 
     owner: ConnectionOwner
     channel_id: str = ""
-    admission: Admission | None = None
+    #: What admitted the handshake (the proxy core's record), until released.
+    admission: object | None = None
     handler_started: bool = False
     #: Called with the payload of each binary frame, in order; ``None`` once closed.
     sink: Callable[[bytes], None] | None = None

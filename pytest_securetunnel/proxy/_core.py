@@ -317,7 +317,7 @@ class ProxyCore:
 
     def release_admission(self, conn: TunnelServerConnection) -> None:
         """An admitted handshake never opened: release its hold on the connection state."""
-        assert conn.admission is not None
+        assert isinstance(conn.admission, Admission)
         relay, mode = conn.admission.relay, conn.admission.request.mode
         relay.admission_dropped(mode)
         if relay.idle:
@@ -329,7 +329,7 @@ class ProxyCore:
         """Serve one open tunnel connection until it closes."""
         conn = cast(TunnelServerConnection, ws)
         conn.handler_started = True
-        assert conn.admission is not None
+        assert isinstance(conn.admission, Admission)
         relay, request = conn.admission.relay, conn.admission.request
         tunnel = relay.tunnel
         peer = Peer(

@@ -9,9 +9,9 @@ import logging
 import secrets
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pytest_securetunnel._errors import BackgroundError
 from pytest_securetunnel._lifecycle import BackgroundErrors, Lifecycle
@@ -22,18 +22,15 @@ from pytest_securetunnel.service import (
     SecureTunnelFake,
     UnknownRegionError,
     WireResponse,
+    model,
 )
-from pytest_securetunnel.service._model import operation_names, target_prefix
 
 from ._admin import ADMIN_PREFIX, Admin, AdminError
 from ._auth import MAX_SKEW_SECONDS, AuthError, parse_access_key, verify
 from ._dataplane import DataPlane, start_data_plane
 from ._http import Headers, HttpLimits, HttpServer
 
-if TYPE_CHECKING:
-    import pytest
-
-__all__ = ["RequestRecord", "SecureTunnelServer", "SecureTunnelServerError", "securetunnel_server"]
+__all__ = ["RequestRecord", "SecureTunnelServer", "SecureTunnelServerError"]
 
 logger = logging.getLogger("pytest_securetunnel.server")
 
@@ -86,10 +83,10 @@ class RequestRecord:
 
 def _deny_name(entry: str) -> str:
     name = entry.split(":", 1)[1] if entry.startswith("iot:") else entry
-    if name not in operation_names():
+    if name not in model.operation_names():
         raise ValueError(
             f"deny entry {entry!r} is not an operation of the service; use one of "
-            f"{', '.join(operation_names())} (optionally prefixed with 'iot:')"
+            f"{', '.join(model.operation_names())} (optionally prefixed with 'iot:')"
         )
     return name
 
@@ -198,7 +195,7 @@ class SecureTunnelServer(Lifecycle["SecureTunnelServer"], BackgroundErrors):
         if admin_token is None and guarded:
             self.admin_token = secrets.token_urlsafe(24)
         self._log = log
-        self._prefix = target_prefix()
+        self._prefix = model.target_prefix()
         self._lock = threading.Lock()
         self._call_lock = threading.Lock()
         self._requests: deque[RequestRecord] = deque(maxlen=10_000)
@@ -536,27 +533,3 @@ class SecureTunnelServer(Lifecycle["SecureTunnelServer"], BackgroundErrors):
     def _record_error(self, error: BaseException) -> None:
         super()._record_error(error)
         logger.error("internal error: %s: %s", type(error).__name__, error)
-
-
-def securetunnel_server(request: pytest.FixtureRequest) -> Iterator[SecureTunnelServer]:
-    """A running :class:`SecureTunnelServer` for one test (fixture function).
-
-    If the test also uses the ``securetunnel`` fixture, the server serves that same fake,
-    so in-process calls and calls over HTTP (the AWS CLI, other languages) see one state.
-    ``@pytest.mark.securetunnel_server(**options)`` passes options to the server
-    (``access_keys``, ``deny``, ``tls``, ``data_plane``, ...).
-    """
-    marker = request.node.get_closest_marker("securetunnel_server")
-    options: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
-    fake: SecureTunnelFake | None = None
-    if "securetunnel" in request.fixturenames:
-        fake = request.getfixturevalue("securetunnel")
-    elif "seed" not in options:
-        seed = request.config.getoption("securetunnel_seed", None)
-        if seed is not None:
-            options["seed"] = seed
-    extra = request.config.getoption("securetunnel_extra_region", None)
-    if fake is None and extra and "extra_regions" not in options:
-        options["extra_regions"] = [n.strip() for e in extra for n in e.split(",") if n.strip()]
-    with SecureTunnelServer(fake, **options) as server:
-        yield server

@@ -1,9 +1,14 @@
 """The control plane as plain state: tunnels, tokens, tags, quotas, validation, clock.
 
 Knows nothing of HTTP, botocore's event system or asyncio; adapters call
-:meth:`SecureTunnelFake.handle` with the AWS JSON 1.1 wire shape.
+:meth:`SecureTunnelFake.handle` with the AWS JSON 1.1 wire shape. :mod:`model` is the
+botocore service model the fake validates with (for adapters and strategies);
+:func:`register_display` and :func:`register_to_thread` are where adapters plug in
+display and async waiting.
 """
 
+from pytest_securetunnel.service import _model as model
+from pytest_securetunnel.service._adapters import register_display, register_to_thread
 from pytest_securetunnel.service._clock import Clock
 from pytest_securetunnel.service._errors import (
     FakeInternalError,
@@ -17,6 +22,7 @@ from pytest_securetunnel.service._fake import (
     SecureTunnelFake,
     WireResponse,
 )
+from pytest_securetunnel.service._model import SERVICE_NAME
 from pytest_securetunnel.service._notifications import (
     Notification,
     Notifications,
@@ -31,6 +37,7 @@ from pytest_securetunnel.service._state import (
 )
 
 __all__ = [
+    "SERVICE_NAME",
     "CallRecord",
     "Clock",
     "ConnectionState",
@@ -48,4 +55,7 @@ __all__ = [
     "Tunnel",
     "UnknownRegionError",
     "WireResponse",
+    "model",
+    "register_display",
+    "register_to_thread",
 ]

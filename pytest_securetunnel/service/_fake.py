@@ -19,6 +19,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from html import escape
 from typing import Any, Literal
 
 import botocore
@@ -26,6 +27,7 @@ from botocore.exceptions import InvalidRegionError
 from botocore.utils import validate_region_name
 
 from pytest_securetunnel.service import _model
+from pytest_securetunnel.service._adapters import display_html, display_text
 from pytest_securetunnel.service._calllog import DEFAULT_MAX_CALLS, CallLog
 from pytest_securetunnel.service._clock import Clock
 from pytest_securetunnel.service._errors import (
@@ -714,15 +716,13 @@ class SecureTunnelFake:
 
     def __str__(self) -> str:
         """The fake's state as a text table (``print(fake)`` in a terminal)."""
-        from pytest_securetunnel.jupyter import render_fake_text
-
-        return render_fake_text(self)
+        text = display_text(self)
+        return repr(self) if text is None else text
 
     def _repr_html_(self) -> str:
         """The fake's state as HTML, for Jupyter."""
-        from pytest_securetunnel.jupyter import render_fake_html
-
-        return render_fake_html(self)
+        html = display_html(self)
+        return escape(repr(self)) if html is None else html
 
     def __repr__(self) -> str:
         count = sum(len(b.tunnels) for b in self._backends.values())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import inspect
 import json
 import threading
@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, overload
 
 from pytest_securetunnel._errors import SecureTunnelError
+from pytest_securetunnel.service._adapters import in_thread
 
 
 def notify_topic(thing_name: str) -> str:
@@ -208,7 +209,9 @@ class Notifications(Sequence[Notification]):
         self, thing_name: str | None = None, *, since: int = 0, timeout: float = 5.0
     ) -> Notification:
         """:meth:`wait` for async code: waits in a worker thread, not on the event loop."""
-        return await asyncio.to_thread(self.wait, thing_name, since=since, timeout=timeout)
+        return await in_thread(
+            functools.partial(self.wait, thing_name, since=since, timeout=timeout)
+        )
 
     def for_thing(self, thing_name: str) -> list[Notification]:
         """The notifications published to ``thing_name``, oldest first."""

@@ -6,7 +6,10 @@ import heapq
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from html import escape
 from typing import TYPE_CHECKING, Any, Literal
+
+from pytest_securetunnel.service._adapters import display_html, display_text
 
 if TYPE_CHECKING:
     from pytest_securetunnel.service._clock import Clock
@@ -109,15 +112,13 @@ class Tunnel:
 
     def __str__(self) -> str:
         """The tunnel and its timeline as text (``print(tunnel)`` in a terminal)."""
-        from pytest_securetunnel.jupyter import render_tunnel_text
-
-        return render_tunnel_text(self, self.clock)
+        text = display_text(self)
+        return repr(self) if text is None else text
 
     def _repr_html_(self) -> str:
         """The tunnel and its timeline as HTML, for Jupyter."""
-        from pytest_securetunnel.jupyter import render_tunnel_html
-
-        return render_tunnel_html(self, self.clock)
+        html = display_html(self)
+        return escape(repr(self)) if html is None else html
 
     @property
     def expires_at(self) -> float:

@@ -16,7 +16,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from pytest_securetunnel.service import _model
+from pytest_securetunnel.service import model
 from pytest_securetunnel.strategies import _shapes
 from pytest_securetunnel.strategies._regex import (
     fullmatch,
@@ -95,7 +95,7 @@ class _Site:
 
 
 def _message(value: Any, path: str, constraint: str) -> str:
-    return _model.validation_message([_model.violation(value, path, constraint)])
+    return model.validation_message([model.violation(value, path, constraint)])
 
 
 def _model_sites(shape_: Any, steps: tuple[str | None, ...], depth: int = 0) -> Iterator[_Site]:
@@ -127,7 +127,7 @@ def _model_sites(shape_: Any, steps: tuple[str | None, ...], depth: int = 0) -> 
 
 
 def _service_sites(operation: str) -> Iterator[_Site]:
-    request = _model.operation_model(operation).input_shape
+    request = model.operation_model(operation).input_shape
     members = request.members if request is not None else {}
     config = members.get("destinationConfig")
     if config is not None and "services" in config.members:
@@ -147,7 +147,7 @@ def _service_sites(operation: str) -> Iterator[_Site]:
 def sites(operation: str, services_per_tunnel: int = 3) -> tuple[_Site, ...]:
     """Every rule of ``operation`` that :func:`invalid_args` can break, in model order."""
     name = _shapes.operation_name(operation)
-    request = _model.operation_model(name).input_shape
+    request = model.operation_model(name).input_shape
     found = [] if request is None else list(_model_sites(request, ()))
     found += _service_sites(name)
     options = Options(services_per_tunnel=services_per_tunnel)
@@ -290,7 +290,7 @@ def _violations(
 ) -> InvalidInput:
     params = copy.deepcopy(draw(base))
     container: Any = params
-    container_shape = _model.operation_model(operation).input_shape
+    container_shape = model.operation_model(operation).input_shape
     path: list[str] = []
     for position, step in enumerate(site.steps):
         last = position == len(site.steps) - 1

@@ -20,7 +20,7 @@ from typing import Any
 from botocore import xform_name
 from hypothesis import strategies as st
 
-from pytest_securetunnel.service import _model
+from pytest_securetunnel.service import model
 from pytest_securetunnel.strategies._regex import pattern_strings
 
 __all__ = [
@@ -73,13 +73,13 @@ def is_reserved_tag_key(key: str) -> bool:
 
 def shape(name: str) -> Any:
     """The botocore shape called ``name`` in the ``iotsecuretunneling`` model."""
-    return _model.service_model().shape_for(name)
+    return model.service_model().shape_for(name)
 
 
 @functools.cache
 def _operation_names() -> dict[str, str]:
     names = {}
-    for name in _model.operation_names():
+    for name in model.operation_names():
         names[name] = name
         names[xform_name(name)] = name
     return names
@@ -121,7 +121,7 @@ def values_strategy(values: Values) -> st.SearchStrategy[str]:
 def _arns(draw: st.DrawFn, tunnel_ids: st.SearchStrategy[str]) -> str:
     region = draw(st.sampled_from(_REGIONS))
     account = draw(st.text("0123456789", min_size=12, max_size=12))
-    partition = _model.partition(region)
+    partition = model.partition(region)
     return f"arn:{partition}:iot:{region}:{account}:tunnel/{draw(tunnel_ids)}"
 
 
@@ -306,7 +306,7 @@ def operation_args(
             client.open_tunnel(**kwargs)
     """
     name = operation_name(operation)
-    request = _model.operation_model(name).input_shape
+    request = model.operation_model(name).input_shape
     members = dict(request.members) if request is not None else {}
     unknown = sorted(set(overrides) - set(members))
     if unknown:

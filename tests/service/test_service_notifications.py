@@ -254,3 +254,41 @@ def test_subscribers_run_outside_the_fake_lock_so_they_may_use_the_fake_from_a_t
     fake.notifications.subscribe(agent)
     fake.call("OpenTunnel", {"destinationConfig": {"thingName": "t", "services": ["SSH"]}})
     assert seen == ["OPEN"]
+
+
+def test_wait_async_waits_in_a_worker_thread_and_returns_the_notification() -> None:
+    import asyncio
+    import threading
+
+    from pytest_securetunnel import SecureTunnelFake
+
+    fake = SecureTunnelFake(seed=3)
+
+    async def main() -> str:
+        waiting = asyncio.ensure_future(fake.notifications.wait_async("robot-7", timeout=10))
+        await asyncio.sleep(0)  # let the wait start before the tunnel opens
+        opener = threading.Thread(
+            target=fake.call,
+            args=(
+                "OpenTunnel",
+                {"destinationConfig": {"thingName": "robot-7", "services": ["SSH"]}},
+            ),
+        )
+        opener.start()
+        note = await waiting
+        opener.join()
+        return note.topic
+
+    assert asyncio.run(main()) == "$aws/things/robot-7/tunnels/notify"
+
+
+def test_wait_async_timeout_names_what_was_published() -> None:
+    import asyncio
+
+    import pytest
+
+    from pytest_securetunnel import SecureTunnelFake
+
+    fake = SecureTunnelFake(seed=3)
+    with pytest.raises(TimeoutError, match=r"for thing 'robot-9' .* published so far: none"):
+        asyncio.run(fake.notifications.wait_async("robot-9", timeout=0.05))
