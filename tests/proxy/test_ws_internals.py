@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import websockets
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
@@ -30,8 +31,16 @@ from pytest_securetunnel.proxy._ws_internals import (
 PYPROJECT = Path(__file__).parents[2] / "pyproject.toml"
 
 
+def _requirements() -> list[str]:
+    """Every requirement in pyproject's [project] tables (not tool settings)."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    extras = project.get("optional-dependencies", {}).values()
+    return [*project.get("dependencies", []), *(spec for extra in extras for spec in extra)]
+
+
 def _bounds() -> tuple[int, int]:
-    specs = re.findall(r'"(websockets[^"]*)"', PYPROJECT.read_text())
+    specs = [spec for spec in _requirements() if re.match(r"websockets\b", spec)]
     assert specs, "pyproject.toml names no websockets requirement"
     bounds = set()
     for spec in specs:
