@@ -16,7 +16,6 @@ from typing import Any
 
 import botocore.session
 import regex
-from botocore.exceptions import UnknownRegionError
 from botocore.model import OperationModel, ServiceModel, Shape
 
 from pytest_securetunnel._errors import SecureTunnelError
@@ -35,19 +34,46 @@ def service_model() -> ServiceModel:
     return _session().get_service_model(SERVICE_NAME)
 
 
+@functools.lru_cache(maxsize=1)
+def _endpoint_facts() -> tuple[tuple[str, ...], dict[str, str], tuple[tuple[str, str], ...]]:
+    """What the fake needs of botocore's endpoint data, kept small.
+
+    The regions with the service, each region's partition, and each partition's region
+    pattern. They are read through a session of their own, so the whole endpoint data
+    (thousands of objects the garbage collector would walk in every test) is freed here.
+    """
+    session = botocore.session.Session()
+    served: list[str] = []
+    partition_of: dict[str, str] = {}
+    for name in session.get_available_partitions():
+        for region in session.get_available_regions(SERVICE_NAME, name):
+            served.append(region)
+            partition_of[region] = name
+    patterns = tuple(
+        (str(entry["partition"]), str(entry["regionRegex"]))
+        for entry in session.get_data("endpoints")["partitions"]
+        if entry.get("regionRegex")
+    )
+    return tuple(sorted(served)), partition_of, patterns
+
+
 @functools.lru_cache(maxsize=256)
 def partition(region: str) -> str:
     """The ARN partition of ``region`` (``aws``, ``aws-cn``, ``aws-us-gov``, ...).
 
-    Taken from botocore's endpoint data; a region it does not know is in ``aws``.
+    Taken from botocore's endpoint data (a region it lists, else the partition whose
+    region pattern matches); a region it does not know at all is in ``aws``.
     """
-    try:
-        return str(_session().get_partition_for_region(region))
-    except UnknownRegionError:
-        return "aws"
+    _, partition_of, patterns = _endpoint_facts()
+    found = partition_of.get(region)
+    if found is not None:
+        return found
+    for name, pattern in patterns:
+        if regex.match(pattern, region):
+            return name
+    return "aws"
 
 
-@functools.lru_cache(maxsize=1)
 def known_regions() -> tuple[str, ...]:
     """Regions where botocore's endpoint data has an ``iotsecuretunneling`` endpoint.
 
@@ -55,14 +81,7 @@ def known_regions() -> tuple[str, ...]:
     pseudo-regions (``fips-us-east-1``) are left out, since botocore signs their requests
     for the region they stand for.
     """
-    session = _session()
-    return tuple(
-        sorted(
-            region
-            for name in session.get_available_partitions()
-            for region in session.get_available_regions(SERVICE_NAME, name)
-        )
-    )
+    return _endpoint_facts()[0]
 
 
 def target_prefix() -> str:
