@@ -33,7 +33,7 @@ from hypothesis import Phase, seed
 from hypothesis.stateful import RuleStrategy
 
 from pytest_securetunnel import SecureTunnelFake
-from pytest_securetunnel.service import _fake
+from pytest_securetunnel.service import _operations
 from pytest_securetunnel.stateful import make_machine, run_machine
 
 MAX_EXAMPLES = 100
@@ -59,19 +59,19 @@ def _replaced(owner: Any, name: str, value: Any, *, item: bool = False) -> Itera
 
 def untag_does_nothing() -> Any:
     """UntagResource answers success for a known tunnel and removes nothing."""
-    original = _fake._OPERATIONS["UntagResource"]
+    original = _operations._OPERATIONS["UntagResource"]
 
     def untag(fake: Any, backend: Any, params: Any) -> Any:
         fake._find_arn(backend, params["resourceArn"])  # unknown ARNs still fail
         return {}
 
     assert original is not untag
-    return _replaced(_fake._OPERATIONS, "UntagResource", untag, item=True)
+    return _replaced(_operations._OPERATIONS, "UntagResource", untag, item=True)
 
 
 def rotate_keeps_old_token() -> Any:
     """RotateTunnelAccessToken hands out new tokens but leaves the old ones valid."""
-    original = _fake._OPERATIONS["RotateTunnelAccessToken"]
+    original = _operations._OPERATIONS["RotateTunnelAccessToken"]
 
     def rotate(fake: Any, backend: Any, params: Any) -> Any:
         tunnel = backend.tunnels.get(params.get("tunnelId"))
@@ -81,7 +81,7 @@ def rotate_keeps_old_token() -> Any:
             fake.token(token).revoked = False
         return result
 
-    return _replaced(_fake._OPERATIONS, "RotateTunnelAccessToken", rotate, item=True)
+    return _replaced(_operations._OPERATIONS, "RotateTunnelAccessToken", rotate, item=True)
 
 
 def close_leaves_connection_up() -> Any:

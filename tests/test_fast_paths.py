@@ -22,7 +22,7 @@ from freezegun import freeze_time
 
 from pytest_securetunnel import SecureTunnelFake, attach
 from pytest_securetunnel.mock import _uuid4
-from pytest_securetunnel.service._fake import _same_json
+from pytest_securetunnel.service._wire import _same_json
 
 KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 

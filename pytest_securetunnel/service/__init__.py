@@ -16,18 +16,14 @@ from pytest_securetunnel.service._errors import (
     ServiceError,
     UnknownRegionError,
 )
-from pytest_securetunnel.service._fake import (
-    CallRecord,
-    Quotas,
-    SecureTunnelFake,
-    WireResponse,
-)
+from pytest_securetunnel.service._fake import SecureTunnelFake
 from pytest_securetunnel.service._model import SERVICE_NAME
 from pytest_securetunnel.service._notifications import (
     Notification,
     Notifications,
     SubscriberError,
 )
+from pytest_securetunnel.service._operations import Quotas
 from pytest_securetunnel.service._state import (
     ConnectionState,
     DataPlaneEvent,
@@ -35,6 +31,7 @@ from pytest_securetunnel.service._state import (
     TokenRecord,
     Tunnel,
 )
+from pytest_securetunnel.service._wire import CallRecord, WireResponse
 
 __all__ = [
     "SERVICE_NAME",

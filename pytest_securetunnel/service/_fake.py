@@ -1,24 +1,21 @@
-"""The stateful control-plane fake: all eight operations, as plain Python state.
+"""The stateful control-plane fake: its state, the data plane's admission, inspection.
 
 Its one entry point for adapters is :meth:`SecureTunnelFake.handle`, the wire shape
 AWS uses: an ``X-Amz-Target`` operation and a JSON body in, a status and a JSON body
-out. The botocore hooks and the HTTP server both call it.
+out. The botocore hooks and the HTTP server both call it. The wire handling is in
+:mod:`._wire`, the eight operations in :mod:`._operations`.
 """
 
 from __future__ import annotations
 
 import base64
 import collections
-import hashlib
 import heapq
-import json
-import math
 import random
 import secrets
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from html import escape
 from typing import Any, Literal
 
@@ -26,14 +23,12 @@ import botocore
 from botocore.exceptions import InvalidRegionError
 from botocore.utils import validate_region_name
 
-from pytest_securetunnel.service import _model
+from pytest_securetunnel.service import _model, _wire
 from pytest_securetunnel.service._adapters import display_html, display_text
 from pytest_securetunnel.service._calllog import DEFAULT_MAX_CALLS, CallLog
 from pytest_securetunnel.service._clock import Clock
 from pytest_securetunnel.service._errors import (
-    FakeInternalError,
     Refusal,
-    ServiceError,
     UnknownRegionError,
     invalid_request,
     limit_exceeded,
@@ -41,76 +36,19 @@ from pytest_securetunnel.service._errors import (
     validation_error,
 )
 from pytest_securetunnel.service._notifications import Notification, Notifications, notify_topic
+from pytest_securetunnel.service._operations import Quotas, _arn_prefix
 from pytest_securetunnel.service._state import (
-    DEFAULT_LIFETIME_MINUTES,
     Backend,
-    ConnectionState,
     DataPlaneEvent,
-    ListSnapshot,
     Mode,
     TokenRecord,
     Tunnel,
 )
+from pytest_securetunnel.service._wire import CallRecord, WireResponse
 
 DEFAULT_ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "us-east-1"
-DEFAULT_PAGE_SIZE = 100  # docs/fidelity.md: ListTunnels without maxResults
 CLOSED_RETENTION_SECONDS = 3 * 3600.0  # AWS: visible "for at least three hours"
-
-_JSON_HEADERS = {"content-type": "application/x-amz-json-1.1"}
-#: ListTunnels page tokens kept per account and region; older ones are no longer valid.
-MAX_LIST_SNAPSHOTS = 1000
-#: Deepest nesting of objects and arrays a request body may have (the model needs 3).
-MAX_JSON_DEPTH = 32
-
-
-@dataclass
-class Quotas:
-    """Service quotas the fake enforces; set them to your account's values."""
-
-    #: Open tunnels per account and region (docs/fidelity.md: default 1000).
-    open_tunnels: int = 1000
-    #: Services per tunnel (AWS quota: 3, adjustable through AWS Support).
-    services_per_tunnel: int = 3
-    #: Tags stored on one tunnel (the model's per-request maximum).
-    tags_per_tunnel: int = 200
-
-
-@dataclass(slots=True)
-class WireResponse:
-    """What the service answers on the wire: HTTP status, headers and JSON body."""
-
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass(slots=True)
-class CallRecord:
-    """One API call the fake answered."""
-
-    operation: str
-    params: dict[str, Any]
-    account_id: str
-    region: str
-    status: int
-    response: dict[str, Any] | None = None
-    error_code: str | None = None
-    error_message: str | None = None
-    #: Which attempt of the client's call this was: 1, then 2 for its first retry...
-    attempt: int = 1
-    #: Seconds the client's retry handler backed off before this attempt (0.0 for a
-    #: first attempt); recorded by the botocore hooks, which do not sleep it by default.
-    retry_delay: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        """Whether the call succeeded."""
-        return self.error_code is None
-
-    def __repr__(self) -> str:
-        outcome = "ok" if self.ok else self.error_code
-        return f"CallRecord({self.operation} -> {outcome})"
 
 
 Listener = Callable[[str, Tunnel, "Mode | None"], None]
@@ -448,71 +386,15 @@ class SecureTunnelFake:
         ``attempt`` and ``retry_delay`` say which attempt of a client's call this is and
         how long its retry handler backed off before it; they go to :attr:`calls`.
         """
-        if "." in operation:
-            prefix, _, operation = operation.partition(".")
-            if prefix != _model.target_prefix():
-                return self._error_response(
-                    ServiceError("UnknownOperationException", f"Unknown target prefix {prefix!r}")
-                )
-        account_id = account_id or self.default_account_id
-        region = region or self.default_region
-        try:
-            params = json.loads(body) if body else {}
-            if not isinstance(params, dict):
-                raise ServiceError("SerializationException", "Request body must be a JSON object")
-            if _depth(params) > MAX_JSON_DEPTH:
-                raise ServiceError(
-                    "SerializationException",
-                    f"Request body is nested more than {MAX_JSON_DEPTH} levels deep",
-                )
-        except ValueError as exc:
-            error = ServiceError("SerializationException", f"Request body is not valid JSON: {exc}")
-            return self._error_response(error)
-        except RecursionError:
-            error = ServiceError(
-                "SerializationException",
-                f"Request body is nested more than {MAX_JSON_DEPTH} levels deep",
-            )
-            return self._error_response(error)
-        except ServiceError as exc:
-            return self._error_response(exc)
-        key = (operation, hashlib.blake2b(body, digest_size=16).digest())
-        try:
-            result = self.call(
-                operation,
-                params,
-                account_id=account_id,
-                region=region,
-                _validated=key in self._valid_bodies,
-                _attempt=(attempt, retry_delay),
-            )
-        except ServiceError as exc:
-            return self._error_response(exc)
-        if len(self._valid_bodies) >= 1024:
-            self._valid_bodies.clear()
-        self._valid_bodies[key] = None
-        return WireResponse(200, self._headers(), self._encode(operation, result))
-
-    def _encode(self, operation: str, result: dict[str, Any]) -> bytes:
-        """``json.dumps(result).encode()``; the same bytes object again for an answer that
-        repeats the last one (so a client's parse of it can be reused)."""
-        last = self._last_answer.get(operation)
-        if last is not None and _same_json(last[0], result):
-            return last[1]
-        body = json.dumps(result).encode()
-        self._last_answer[operation] = (_json_copy(result), body)
-        return body
-
-    def _headers(self) -> dict[str, str]:
-        hexa = f"{self._request_rng.getrandbits(128):032x}"
-        request_id = f"{hexa[:8]}-{hexa[8:12]}-{hexa[12:16]}-{hexa[16:20]}-{hexa[20:]}"
-        return {**_JSON_HEADERS, "x-amzn-requestid": request_id}
-
-    def _error_response(self, error: ServiceError) -> WireResponse:
-        headers = self._headers()
-        headers["x-amzn-errortype"] = error.code
-        body = json.dumps({"__type": error.code, "message": error.message}).encode()
-        return WireResponse(error.status, headers, body)
+        return _wire.handle(
+            self,
+            operation,
+            body,
+            account_id=account_id,
+            region=region,
+            attempt=attempt,
+            retry_delay=retry_delay,
+        )
 
     def call(
         self,
@@ -525,43 +407,15 @@ class SecureTunnelFake:
         _attempt: tuple[int, float] = (1, 0.0),
     ) -> dict[str, Any]:
         """Run one operation on wire-form ``params``; raise :class:`ServiceError` on failure."""
-        handler = _OPERATIONS.get(operation)
-        account_id = account_id or self.default_account_id
-        region = region or self.default_region
-        # First, as a real client reaches no service in a region without an endpoint:
-        # UnknownRegionError, and nothing is recorded.
-        self.check_region(region)
-        record = _Recorder(self, operation, params, account_id, region, _attempt)
-        if handler is None:
-            raise record.fail(
-                ServiceError("UnknownOperationException", f"Unknown operation {operation!r}")
-            )
-        try:
-            violations = [] if _validated else _model.validate(operation, params)
-        except _model.SerializationError as exc:
-            raise record.fail(ServiceError("SerializationException", str(exc))) from None
-        if violations:
-            raise record.fail(validation_error(_model.validation_message(violations)))
-        # JSON null means "absent" for an optional member (required ones were checked).
-        given = _without_nulls(params)
-        with self._lock:
-            backend = self.backend(account_id, region)
-            self._refresh_all()
-            try:
-                result = handler(self, backend, given)
-            except ServiceError as exc:
-                self._schedule(backend)
-                raise record.fail(exc) from None
-            except Exception as exc:
-                raise FakeInternalError(
-                    f"pytest-securetunnel's fake failed while handling {operation} "
-                    f"with {params!r}: {type(exc).__name__}: {exc}. This is a bug in the fake, "
-                    "not an answer AWS would give; please report it."
-                ) from exc
-            self._schedule(backend)
-        record.ok(result)
-        self._deliver()
-        return result
+        return _wire.call(
+            self,
+            operation,
+            params,
+            account_id=account_id,
+            region=region,
+            _validated=_validated,
+            _attempt=_attempt,
+        )
 
     def _deliver(self) -> None:
         """Call notification subscribers, outside the lock: a subscriber (a device agent)
@@ -751,323 +605,3 @@ def _region_name(name: str) -> str:
             "letters, digits and '-', not all digits, not starting or ending with '-'"
         )
     return name
-
-
-def _arn_prefix(backend: Backend) -> str:
-    """``arn:<partition>:iot:<region>:<account>:tunnel/`` (the ARN format AWS documents)."""
-    partition = _model.partition(backend.region)
-    return f"arn:{partition}:iot:{backend.region}:{backend.account_id}:tunnel/"
-
-
-def _depth(value: Any) -> int:
-    """How deeply JSON ``value`` nests objects and arrays (without recursion)."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict):
-            item = list(item.values())
-        if isinstance(item, list):
-            deepest = max(deepest, level)
-            if level > MAX_JSON_DEPTH:
-                return level
-            stack.extend((child, level + 1) for child in item)
-    return deepest
-
-
-def _same_json(a: Any, b: Any) -> bool:
-    """Whether ``json.dumps`` gives ``a`` and ``b`` the same text: equal values of the
-    same types, keys in the same order, floats of the same sign."""
-    kind = type(a)
-    if kind is not type(b):
-        return False
-    if kind is dict:
-        if len(a) != len(b):
-            return False
-        for (ka, va), (kb, vb) in zip(a.items(), b.items(), strict=True):
-            if (ka is not kb and (type(ka) is not type(kb) or ka != kb)) or not _same_json(va, vb):
-                return False
-        return True
-    if kind is list:
-        return len(a) == len(b) and all(map(_same_json, a, b))
-    if kind is float:
-        return bool(a == b and (a != 0.0 or math.copysign(1.0, a) == math.copysign(1.0, b)))
-    return bool(a == b)
-
-
-def _json_copy(value: Any) -> Any:
-    """A deep copy of JSON data (dicts and lists; other values are immutable)."""
-    kind = type(value)
-    if kind is dict:
-        return {k: _json_copy(v) for k, v in value.items()}
-    if kind is list:
-        return [_json_copy(v) for v in value]
-    return value
-
-
-def _without_nulls(value: Any) -> Any:
-    """``value`` with every ``null`` structure member dropped, recursively."""
-    if isinstance(value, dict):
-        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_without_nulls(v) for v in value]
-    return value
-
-
-class _Recorder:
-    def __init__(
-        self,
-        fake: SecureTunnelFake,
-        operation: str,
-        params: dict[str, Any],
-        account: str,
-        region: str,
-        attempt: tuple[int, float] = (1, 0.0),
-    ) -> None:
-        self.fake, self.operation, self.params = fake, operation, params
-        self.account, self.region = account, region
-        self.attempt, self.retry_delay = attempt
-
-    def fail(self, error: ServiceError) -> ServiceError:
-        self.fake.calls.append(
-            CallRecord(
-                self.operation,
-                self.params,
-                self.account,
-                self.region,
-                error.status,
-                error_code=error.code,
-                error_message=error.message,
-                attempt=self.attempt,
-                retry_delay=self.retry_delay,
-            )
-        )
-        return error
-
-    def ok(self, result: dict[str, Any]) -> None:
-        self.fake.calls.append(
-            CallRecord(
-                self.operation,
-                self.params,
-                self.account,
-                self.region,
-                200,
-                response=result,
-                attempt=self.attempt,
-                retry_delay=self.retry_delay,
-            )
-        )
-
-
-# -- the eight operations ------------------------------------------------------------
-
-Params = dict[str, Any]
-
-
-def _open_tunnel(fake: SecureTunnelFake, backend: Backend, params: Params) -> Params:
-    now = fake.clock.time()
-    if len(backend.open_ids) >= fake.quotas.open_tunnels:
-        raise limit_exceeded(
-            f"The maximum number of open tunnels ({fake.quotas.open_tunnels}) for account "
-            f"{backend.account_id} in {backend.region} has been reached"
-        )
-    config = params.get("destinationConfig")
-    if config is not None:
-        fake._check_services(config)
-    tags = fake._check_tags(params["tags"]) if "tags" in params else {}
-    if len(tags) > fake.quotas.tags_per_tunnel:
-        raise limit_exceeded(f"A tunnel can have at most {fake.quotas.tags_per_tunnel} tags")
-    tunnel_id = fake._new_id()
-    backend.sequence += 1
-    tunnel = Tunnel(
-        tunnel_id=tunnel_id,
-        arn=f"{_arn_prefix(backend)}{tunnel_id}",
-        account_id=backend.account_id,
-        region=backend.region,
-        sequence=backend.sequence,
-        created_at=now,
-        updated_at=now,
-        lifetime_minutes=params.get("timeoutConfig", {}).get(
-            "maxLifetimeTimeoutMinutes", DEFAULT_LIFETIME_MINUTES
-        ),
-        description=params.get("description"),
-        destination_config=None if config is None else _config(config),
-        tags=tags,
-        source_token=fake._new_token(tunnel_id, backend, "source"),
-        destination_token=fake._new_token(tunnel_id, backend, "destination"),
-        source=ConnectionState("DISCONNECTED", now),
-        destination=ConnectionState("DISCONNECTED", now),
-        clock=fake.clock,
-    )
-    tunnel.events.append((now, "opened"))
-    backend.add(tunnel)
-    if tunnel.thing_name is not None:
-        fake._publish(tunnel, tunnel.thing_name, tunnel.services, "OpenTunnel")
-    return {
-        "tunnelId": tunnel.tunnel_id,
-        "tunnelArn": tunnel.arn,
-        "sourceAccessToken": tunnel.source_token,
-        "destinationAccessToken": tunnel.destination_token,
-    }
-
-
-def _config(config: Params) -> Params:
-    out: Params = {}
-    if "thingName" in config:
-        out["thingName"] = config["thingName"]
-    out["services"] = list(config["services"])
-    return out
-
-
-def _describe_tunnel(fake: SecureTunnelFake, backend: Backend, params: Params) -> Params:
-    tunnel = fake._find(backend, params["tunnelId"])
-    return {"tunnel": tunnel.describe(fake.clock.time())}
-
-
-def _close_tunnel(fake: SecureTunnelFake, backend: Backend, params: Params) -> Params:
-    tunnel = fake._find(backend, params["tunnelId"])
-    now = fake.clock.time()
-    if tunnel.status_at(now) == "OPEN":
-        # docs/fidelity.md: closing a CLOSED tunnel succeeds and changes nothing.
-        tunnel.closed_at = now
-        tunnel.updated_at = now
-        for state in (tunnel.source, tunnel.destination):
-            if state.status == "CONNECTED":
-                state.status, state.last_updated_at = "DISCONNECTED", now
-        tunnel.events.append((now, "closed"))
-        backend.ended(tunnel, now)
-        fake._emit("closed", tunnel, None)
-    if params.get("delete"):
-        fake._delete(backend, tunnel)
-    return {}
-
-
-_ROTATE_MODES: dict[str, tuple[Mode, ...]] = {
-    "SOURCE": ("source",),
-    "DESTINATION": ("destination",),
-    "ALL": ("source", "destination"),
-}
-
-
-def _rotate(fake: SecureTunnelFake, backend: Backend, params: Params) -> Params:
-    tunnel = fake._find(backend, params["tunnelId"])
-    mode = params["clientMode"]
-    config = params.get("destinationConfig")
-    now = fake.clock.time()
-    if tunnel.status_at(now) == "CLOSED":
-        raise invalid_request(
-            f"Tunnel {tunnel.tunnel_id} is CLOSED: the access tokens of a closed tunnel "
-            "can not be rotated"
-        )
-    if config is not None and mode == "SOURCE":
-        # API reference: "You can not use DestinationConfig with source clientMode."
-        raise invalid_request("You can not use DestinationConfig with source clientMode.")
-    if config is not None:
-        fake._check_services(config)
-        stored_thing = tunnel.thing_name
-        tunnel.destination_config = _config(config)
-        if "thingName" not in config and stored_thing is not None:
-            # docs/fidelity.md: the notification goes to the request's thing "or the stored
-            # one"; a config without a thing name keeps the tunnel's destination thing.
-            tunnel.destination_config["thingName"] = stored_thing
-    result: Params = {"tunnelArn": tunnel.arn}
-    for side in _ROTATE_MODES[mode]:
-        old = fake._tokens[tunnel.source_token if side == "source" else tunnel.destination_token]
-        old.revoked = True
-        new = fake._new_token(tunnel.tunnel_id, backend, side)
-        if side == "source":
-            tunnel.source_token = new
-            result["sourceAccessToken"] = new
-        else:
-            tunnel.destination_token = new
-            result["destinationAccessToken"] = new
-    # Listeners hear of a revocation once every rotated side is revoked, so none of them
-    # sees one side's old token still valid.
-    for side in _ROTATE_MODES[mode]:
-        fake._emit("revoked", tunnel, side)
-    tunnel.updated_at = now
-    tunnel.events.append((now, f"rotated {mode}"))
-    if mode != "SOURCE" and tunnel.thing_name is not None:
-        # docs/fidelity.md: DESTINATION or ALL publishes when the tunnel has a thing name.
-        fake._publish(tunnel, tunnel.thing_name, tunnel.services, "RotateTunnelAccessToken")
-    return result
-
-
-def _list_tunnels(fake: SecureTunnelFake, backend: Backend, params: Params) -> Params:
-    now = fake.clock.time()
-    thing_name = params.get("thingName")
-    page_size = params.get("maxResults", DEFAULT_PAGE_SIZE)
-    token = params.get("nextToken")
-    if token is None:
-        ids = tuple(
-            t.tunnel_id
-            for t in backend.newest_first()
-            if thing_name is None or t.thing_name == thing_name
-        )
-        snapshot = ListSnapshot(ids, thing_name, 0)
-    else:
-        found = backend.snapshots.get(token)
-        if found is None:
-            raise invalid_request(f"Invalid nextToken {token!r}: it was not issued by ListTunnels")
-        if found.thing_name != thing_name:
-            raise invalid_request(
-                f"Invalid nextToken {token!r}: it was issued for thingName="
-                f"{found.thing_name!r}, not {thing_name!r}"
-            )
-        snapshot = found
-    page_ids = snapshot.tunnel_ids[snapshot.offset : snapshot.offset + page_size]
-    summaries = [backend.tunnels[tid].summary(now) for tid in page_ids if tid in backend.tunnels]
-    result: Params = {"tunnelSummaries": summaries}
-    end = snapshot.offset + page_size
-    if end < len(snapshot.tunnel_ids):
-        next_token = base64.urlsafe_b64encode(fake._page_rng.getrandbits(192).to_bytes(24, "big"))
-        text = next_token.decode()
-        while len(backend.snapshots) >= MAX_LIST_SNAPSHOTS:  # the oldest page tokens lapse
-            del backend.snapshots[next(iter(backend.snapshots))]
-        backend.snapshots[text] = ListSnapshot(snapshot.tunnel_ids, thing_name, end)
-        result["nextToken"] = text
-    return result
-
-
-def _tag_resource(fake: SecureTunnelFake, backend: Backend, params: Params) -> Params:
-    tunnel = fake._find_arn(backend, params["resourceArn"])
-    tags = fake._check_tags(params["tags"])
-    merged = {**tunnel.tags, **tags}
-    if len(merged) > fake.quotas.tags_per_tunnel:
-        raise limit_exceeded(
-            f"A tunnel can have at most {fake.quotas.tags_per_tunnel} tags; "
-            f"this request would make {len(merged)}"
-        )
-    tunnel.tags = merged
-    return {}
-
-
-def _untag_resource(fake: SecureTunnelFake, backend: Backend, params: Params) -> Params:
-    tunnel = fake._find_arn(backend, params["resourceArn"])
-    for key in params["tagKeys"]:
-        if key.lower().startswith("aws:"):
-            raise validation_error(
-                f"Tag key {key!r} is invalid: keys starting with 'aws:' are reserved for AWS use"
-            )
-    for key in params["tagKeys"]:
-        tunnel.tags.pop(key, None)
-    return {}
-
-
-def _list_tags(fake: SecureTunnelFake, backend: Backend, params: Params) -> Params:
-    tunnel = fake._find_arn(backend, params["resourceArn"])
-    return {"tags": [{"key": k, "value": v} for k, v in tunnel.tags.items()]}
-
-
-_Operation = Callable[[SecureTunnelFake, Backend, Params], Params]
-
-_OPERATIONS: dict[str, _Operation] = {
-    "OpenTunnel": _open_tunnel,
-    "DescribeTunnel": _describe_tunnel,
-    "CloseTunnel": _close_tunnel,
-    "RotateTunnelAccessToken": _rotate,
-    "ListTunnels": _list_tunnels,
-    "TagResource": _tag_resource,
-    "UntagResource": _untag_resource,
-    "ListTagsForResource": _list_tags,
-}

@@ -22,7 +22,7 @@ from helpers_service import (
 )
 
 from pytest_securetunnel.mock import mock_securetunneling
-from pytest_securetunnel.service import FakeInternalError, SecureTunnelFake, _fake, _model
+from pytest_securetunnel.service import FakeInternalError, SecureTunnelFake, _model, _operations
 
 OTHER_ACCOUNT = "210987654321"
 
@@ -153,7 +153,7 @@ def test_unseeded_fakes_pick_a_random_seed_they_report() -> None:
 
 
 def test_calls_record_operation_params_outcome_and_error() -> None:
-    # _fake.py: CallRecord(operation, params, account_id, region, status, response, error)
+    # _wire.py: CallRecord(operation, params, account_id, region, status, response, error)
     with mock_securetunneling(seed=1) as fake:
         client = make_client(region="eu-central-1")
         opened = client.open_tunnel(description="d")
@@ -200,7 +200,7 @@ def test_a_bug_inside_the_fake_surfaces_as_fake_internal_error_naming_the_fake(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # _errors.py: FakeInternalError, "never an answer AWS would give"
-    monkeypatch.setitem(_fake._OPERATIONS, "DescribeTunnel", _broken)
+    monkeypatch.setitem(_operations._OPERATIONS, "DescribeTunnel", _broken)
     with mock_securetunneling(seed=1):
         client = make_client()
         with pytest.raises(FakeInternalError) as info:
@@ -218,7 +218,7 @@ def test_fake_internal_error_also_escapes_direct_calls_and_handle(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # _errors.py: raised instead of a wrong answer
-    monkeypatch.setitem(_fake._OPERATIONS, "ListTunnels", _broken)
+    monkeypatch.setitem(_operations._OPERATIONS, "ListTunnels", _broken)
     fake = SecureTunnelFake(seed=1)
     with pytest.raises(FakeInternalError, match=r"^pytest-securetunnel's fake failed while"):
         fake.call("ListTunnels", {})
@@ -231,8 +231,8 @@ def test_fake_internal_error_also_escapes_direct_calls_and_handle(
 
 def test_the_fake_implements_exactly_the_models_operations() -> None:
     # AWS: the eight operations of the botocore service model
-    assert sorted(_model.operation_names()) == sorted(_fake._OPERATIONS)
-    assert len(_fake._OPERATIONS) == 8
+    assert sorted(_model.operation_names()) == sorted(_operations._OPERATIONS)
+    assert len(_operations._OPERATIONS) == 8
 
 
 def test_the_model_declares_only_limit_exceeded_and_resource_not_found() -> None:

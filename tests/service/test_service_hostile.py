@@ -164,7 +164,7 @@ def test_retention_changes_apply_to_scheduled_deadlines() -> None:
 
 
 def test_list_page_tokens_are_bounded() -> None:
-    from pytest_securetunnel.service._fake import MAX_LIST_SNAPSHOTS
+    from pytest_securetunnel.service._operations import MAX_LIST_SNAPSHOTS
 
     fake = SecureTunnelFake(seed=1)
     fake.call("OpenTunnel", {})

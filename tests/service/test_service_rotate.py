@@ -232,7 +232,7 @@ def test_rotate_unknown_tunnel_is_resource_not_found() -> None:
 
 
 def test_rotated_tokens_are_recorded_in_calls() -> None:
-    # _fake.py: every answered call is recorded with its response
+    # _wire.py: every answered call is recorded with its response
     with mock_securetunneling(seed=1) as fake:
         client = make_client()
         tunnel_id = client.open_tunnel()["tunnelId"]

@@ -510,7 +510,7 @@ def test_validation_error_on_the_wire_is_json_with_type_and_message() -> None:
 
 
 def test_repeated_invalid_body_fails_every_time() -> None:
-    # _fake.py caches bodies that passed validation; invalid ones must never be cached
+    # _wire.py caches bodies that passed validation; invalid ones must never be cached
     fake = SecureTunnelFake(seed=1)
     body = b'{"maxResults": 0}'
     assert [fake.handle("ListTunnels", body).status for _ in range(3)] == [400, 400, 400]

@@ -11,7 +11,7 @@ from hypothesis import Phase
 from hypothesis.errors import Flaky
 from hypothesis.stateful import RuleStrategy
 
-from pytest_securetunnel.service import _fake
+from pytest_securetunnel.service import _fake, _operations
 from pytest_securetunnel.service._state import Backend
 from pytest_securetunnel.stateful import (
     DATA_PLANE_RULES,
@@ -39,8 +39,8 @@ def assert_caught(*, shrink: bool = False) -> str:
 
 
 def plant(monkeypatch: pytest.MonkeyPatch, operation: str, wrapper: Any) -> None:
-    original = _fake._OPERATIONS[operation]
-    monkeypatch.setitem(_fake._OPERATIONS, operation, wrapper(original))
+    original = _operations._OPERATIONS[operation]
+    monkeypatch.setitem(_operations._OPERATIONS, operation, wrapper(original))
 
 
 def test_planted_bug_rotate_forgets_to_revoke(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -109,7 +109,7 @@ def test_one_bug_is_one_failure_however_many_checks_it_trips(
         fake._find_arn(backend, params["resourceArn"])
         return {}
 
-    monkeypatch.setitem(_fake._OPERATIONS, "UntagResource", untag)
+    monkeypatch.setitem(_operations._OPERATIONS, "UntagResource", untag)
     with pytest.raises(ModelMismatch) as info:
         run_machine(
             make_machine(data_plane=False), max_examples=100, derandomize=True, database=None
