@@ -16,7 +16,7 @@ from pytest_securetunnel.protocol import (
     TunnelConnection,
     _schema,
 )
-from pytest_securetunnel.protocol.rules import MESSAGE_RULES, RULES, RULES_BY_ID
+from pytest_securetunnel.protocol._rules import MESSAGE_RULES, RULES, RULES_BY_ID
 from pytest_securetunnel.service import Mode
 from pytest_securetunnel.strategies import MALFORMED_RULES, malformed_frames
 

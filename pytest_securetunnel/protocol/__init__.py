@@ -6,14 +6,28 @@ Bytes in, messages and bytes out; no sockets, no asyncio. The pieces:
 - :func:`encode_frame` / :class:`FrameDecoder`: 2-byte length-prefixed frames, reassembled
   however the WebSocket layer cuts them.
 - :class:`ProtocolVersion`: the ``aws.iot.securetunneling-1.0/2.0/3.0`` subprotocols.
-- :mod:`~pytest_securetunnel.protocol.rules`: each rule the service enforces, by name.
+- :data:`RULES`: each rule the service enforces, by name (:class:`RuleInfo`).
 - :class:`TunnelConnection`: the service's per-connection state machine.
 - :class:`RelayPolicy`: the service's relay between a tunnel's two connections, as a
   state machine: events in, actions (:data:`RelayAction`) out.
 - :class:`LocalProxyPolicy`: a local proxy's per-version stream and connection
   decisions, as a state machine: events in, actions (:data:`LocalProxyAction`) out.
+
+The implementation lives in private modules (``_messages``, ``_framing``, ...); import
+from ``pytest_securetunnel.protocol`` itself.
 """
 
+from ._connection import TunnelConnection
+from ._errors import (
+    FrameError,
+    MessageDecodeError,
+    MessageEncodeError,
+    ProtocolError,
+    RuleViolation,
+    UnknownFieldError,
+    UnsupportedSubprotocolError,
+)
+from ._framing import MAX_WEBSOCKET_FRAME_SIZE, FrameDecoder, encode_frame
 from ._local_proxy import (
     ConnectLocal,
     EndLocal,
@@ -24,6 +38,13 @@ from ._local_proxy import (
     LocalProxyPolicy,
     SendMessage,
     WriteLocal,
+)
+from ._messages import (
+    MAX_PAYLOAD_SIZE,
+    MessageType,
+    TunnelMessage,
+    decode_message,
+    encode_message,
 )
 from ._relay import (
     CLOSED,
@@ -42,47 +63,19 @@ from ._relay import (
     TunnelState,
     Violation,
 )
-from .connection import TunnelConnection
-from .errors import (
-    FrameError,
-    MessageDecodeError,
-    MessageEncodeError,
-    ProtocolError,
-    RuleViolation,
-    UnknownFieldError,
-    UnsupportedSubprotocolError,
-)
-from .framing import (
-    LENGTH_PREFIX_SIZE,
-    MAX_MESSAGE_SIZE,
-    MAX_WEBSOCKET_FRAME_SIZE,
-    FrameDecoder,
-    encode_frame,
-)
-from .messages import (
-    MAX_PAYLOAD_SIZE,
-    MessageBytes,
-    MessageType,
-    TunnelMessage,
-    check_no_unknown_fields,
-    decode_message,
-    encode_message,
-)
-from .rules import MESSAGE_RULES, RuleContext, validate_message
-from .streams import StreamTable
-from .versions import SUBPROTOCOLS, ClientMode, ProtocolVersion
+from ._rules import RULES, RuleInfo
+from ._streams import StreamTable
+from ._versions import SUBPROTOCOLS, ClientMode, ProtocolVersion
 
 __all__ = [
     "CLOSED",
     "DELETED",
     "EXPIRED",
     "INTERNAL_CLOSE",
-    "LENGTH_PREFIX_SIZE",
-    "MAX_MESSAGE_SIZE",
     "MAX_PAYLOAD_SIZE",
     "MAX_WEBSOCKET_FRAME_SIZE",
-    "MESSAGE_RULES",
     "REVOKED",
+    "RULES",
     "SERVICES_CHANGED",
     "SUBPROTOCOLS",
     "ClientMode",
@@ -98,7 +91,6 @@ __all__ = [
     "LocalLink",
     "LocalProxyAction",
     "LocalProxyPolicy",
-    "MessageBytes",
     "MessageDecodeError",
     "MessageEncodeError",
     "MessageType",
@@ -107,7 +99,7 @@ __all__ = [
     "Received",
     "RelayAction",
     "RelayPolicy",
-    "RuleContext",
+    "RuleInfo",
     "RuleViolation",
     "Send",
     "SendMessage",
@@ -119,9 +111,7 @@ __all__ = [
     "UnsupportedSubprotocolError",
     "Violation",
     "WriteLocal",
-    "check_no_unknown_fields",
     "decode_message",
     "encode_frame",
     "encode_message",
-    "validate_message",
 ]

@@ -15,8 +15,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Final
 
-from .messages import MessageType, TunnelMessage
-from .versions import ClientMode, ProtocolVersion
+from ._messages import MessageType, TunnelMessage
+from ._versions import ClientMode, ProtocolVersion
 
 __all__ = [
     "ConnectLocal",

@@ -23,12 +23,12 @@ import enum
 from collections.abc import Collection, Hashable, Iterable
 from typing import Final, Generic, TypeVar
 
-from .connection import TunnelConnection
-from .errors import ProtocolError
-from .framing import LENGTH_PREFIX_SIZE
-from .messages import TunnelMessage, decode_message
-from .rules import validate_message
-from .streams import StreamTable
+from ._connection import TunnelConnection
+from ._errors import ProtocolError
+from ._framing import LENGTH_PREFIX_SIZE
+from ._messages import TunnelMessage, decode_message
+from ._rules import validate_message
+from ._streams import StreamTable
 
 __all__ = [
     "CLOSED",

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from pytest_securetunnel.protocol import (
     MAX_PAYLOAD_SIZE,
+    RULES,
     ClientMode,
     MessageType,
     ProtocolVersion,
@@ -17,7 +18,6 @@ from pytest_securetunnel.protocol import (
     encode_frame,
     encode_message,
 )
-from pytest_securetunnel.protocol.rules import RULES, RULES_BY_ID
 
 __all__ = [
     "MALFORMED_RULES",
@@ -314,12 +314,13 @@ class MalformedFrame:
 
 
 #: Rule ids :func:`malformed_frames` can break: every rule of the protocol's catalogue
-#: (:data:`pytest_securetunnel.protocol.rules.RULES`), in the order they are checked.
+#: (:data:`pytest_securetunnel.protocol.RULES`), in the order they are checked.
 MALFORMED_RULES = tuple(rule.id for rule in RULES)
+_RULES_BY_ID = {rule.id: rule for rule in RULES}
 
 
 def _applies(rule: str, version: ProtocolVersion, mode: ClientMode, services: bool) -> bool:
-    if not RULES_BY_ID[rule].applies(version, mode):
+    if not _RULES_BY_ID[rule].applies(version, mode):
         return False
     # Breaking it takes a stream started with a service id and one without.
     return services or rule != "service-id-after-empty-stream"

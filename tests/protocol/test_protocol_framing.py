@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from strategies_protocol import noisy_chunks, tunnel_messages
 
 from pytest_securetunnel.protocol import (
-    MAX_MESSAGE_SIZE,
     MAX_PAYLOAD_SIZE,
     FrameDecoder,
     FrameError,
@@ -24,6 +23,7 @@ from pytest_securetunnel.protocol import (
     encode_frame,
     encode_message,
 )
+from pytest_securetunnel.protocol._framing import MAX_MESSAGE_SIZE
 
 MESSAGES = [
     TunnelMessage.service_ids(["SSH", "VNC"]),

@@ -20,10 +20,10 @@ from pytest_securetunnel.protocol import (
     TunnelMessage,
     UnknownFieldError,
     _schema,
-    check_no_unknown_fields,
     decode_message,
     encode_message,
 )
+from pytest_securetunnel.protocol._messages import check_no_unknown_fields
 
 DATA_SSH = TunnelMessage.data(1, b"hello", "SSH", 1)
 DATA_SSH_BYTES = b'\x08\x01\x10\x01"\x05hello*\x03SSH8\x01'

@@ -8,18 +8,17 @@ import pytest
 
 from pytest_securetunnel.protocol import (
     MAX_PAYLOAD_SIZE,
-    MESSAGE_RULES,
     ClientMode,
     MessageType,
     ProtocolVersion,
-    RuleContext,
     RuleViolation,
     StreamTable,
     TunnelMessage,
-    validate_message,
 )
-from pytest_securetunnel.protocol.rules import (
+from pytest_securetunnel.protocol._rules import (
+    MESSAGE_RULES,
     Rule,
+    RuleContext,
     check_connection_start_on_started_stream,
     check_data_after_stream_start,
     check_fields_in_version,
@@ -33,6 +32,7 @@ from pytest_securetunnel.protocol.rules import (
     check_type_in_version,
     check_type_known,
     check_type_nonzero,
+    validate_message,
 )
 
 V1, V2, V3 = ProtocolVersion.V1, ProtocolVersion.V2, ProtocolVersion.V3

@@ -11,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_securetunnel.protocol import (
-    MESSAGE_RULES,
     ClientMode,
     FrameDecoder,
     MessageType,
@@ -21,6 +20,7 @@ from pytest_securetunnel.protocol import (
     TunnelMessage,
     encode_frame,
 )
+from pytest_securetunnel.protocol._rules import MESSAGE_RULES
 from pytest_securetunnel.strategies import (
     MALFORMED_RULES,
     MalformedFrame,

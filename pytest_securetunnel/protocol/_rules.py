@@ -4,7 +4,7 @@ Each rule is one function ``check_<rule>(message, context)`` that returns ``None
 raises :class:`~pytest_securetunnel.protocol.RuleViolation` whose ``rule`` is the rule id.
 :data:`MESSAGE_RULES` lists them in the order :func:`validate_message` applies them, so
 the first rule broken is the one reported. The ``unknown-field`` rule needs the raw bytes
-and lives in :func:`~pytest_securetunnel.protocol.check_no_unknown_fields`.
+and lives in :func:`~pytest_securetunnel.protocol._messages.check_no_unknown_fields`.
 
 Unless a rule says otherwise, the source is the "Tunneling message frames" rule list of
 the protocol guides in aws-samples/aws-iot-securetunneling-localproxy.
@@ -16,11 +16,11 @@ import dataclasses
 from collections.abc import Callable
 from typing import Final
 
-from .errors import RuleViolation
-from .framing import _payload_too_large
-from .messages import MAX_PAYLOAD_SIZE, MessageType, TunnelMessage
-from .streams import StreamTable
-from .versions import ClientMode, ProtocolVersion
+from ._errors import RuleViolation
+from ._framing import _payload_too_large
+from ._messages import MAX_PAYLOAD_SIZE, MessageType, TunnelMessage
+from ._streams import StreamTable
+from ._versions import ClientMode, ProtocolVersion
 
 __all__ = [
     "MESSAGE_RULES",

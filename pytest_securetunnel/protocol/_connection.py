@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .errors import ProtocolError
-from .framing import FrameDecoder, encode_frame
-from .messages import MessageBytes, TunnelMessage
-from .rules import RuleContext, validate_message
-from .streams import StreamTable
-from .versions import ClientMode, ProtocolVersion
+from ._errors import ProtocolError
+from ._framing import FrameDecoder, encode_frame
+from ._messages import MessageBytes, TunnelMessage
+from ._rules import RuleContext, validate_message
+from ._streams import StreamTable
+from ._versions import ClientMode, ProtocolVersion
 
 __all__ = ["TunnelConnection"]
 

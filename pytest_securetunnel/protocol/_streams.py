@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from .messages import MessageType, TunnelMessage
+from ._messages import MessageType, TunnelMessage
 
 __all__ = ["StreamTable"]
 

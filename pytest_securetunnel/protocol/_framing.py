@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from .errors import FrameError, ProtocolError, RuleViolation
-from .messages import (
+from ._errors import FrameError, ProtocolError, RuleViolation
+from ._messages import (
     MAX_PAYLOAD_SIZE,
     MessageBytes,
     TunnelMessage,

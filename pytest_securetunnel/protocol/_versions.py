@@ -5,8 +5,8 @@ from __future__ import annotations
 import enum
 from typing import Final
 
-from .errors import UnsupportedSubprotocolError
-from .messages import MessageType
+from ._errors import UnsupportedSubprotocolError
+from ._messages import MessageType
 
 __all__ = ["SUBPROTOCOLS", "ClientMode", "ProtocolVersion"]
 

@@ -2,7 +2,7 @@
 
 Users handle :class:`TunnelMessage`, a frozen dataclass; :func:`encode_message` and
 :func:`decode_message` convert to and from the protobuf ``Message`` bytes (without the
-2-byte length prefix, see :mod:`pytest_securetunnel.protocol.framing`).
+2-byte length prefix, see :mod:`pytest_securetunnel.protocol` framing).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any, Final
 from google.protobuf.message import DecodeError
 
 from . import _schema
+from ._errors import MessageDecodeError, MessageEncodeError, UnknownFieldError
 from ._message import _TYPE_BY_VALUE, TunnelMessage
 from ._schema import MessageType
-from .errors import MessageDecodeError, MessageEncodeError, UnknownFieldError
 
 __all__ = [
     "MAX_PAYLOAD_SIZE",
