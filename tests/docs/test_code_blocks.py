@@ -170,9 +170,10 @@ class ForkServer:
         return Result(answer["returncode"], stdout, stderr)
 
     def close(self) -> None:
-        assert self.process.stdin is not None
+        assert self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.close()
-        self.process.wait(timeout=TIMEOUT)
+        assert self.process.wait(timeout=TIMEOUT) == 0
+        self.process.stdout.close()
 
 
 @pytest.fixture(scope="module")
