@@ -16,19 +16,25 @@ comment, which readers of the rendered docs do not see::
     -->
 
 The block runs as ``setup + block + teardown``. If that defines ``test_*`` functions it
-runs under pytest (with this plugin's fixtures) in a subprocess; any other block runs as
-a script in a subprocess, with top-level ``await`` allowed (the whole script is then run
+runs under pytest (with this plugin's fixtures) in a fresh process; any other block runs as
+a script in a fresh process, with top-level ``await`` allowed (the whole script is then run
 with ``asyncio.run``) and a newline on its standard input (a reader pressing Enter).
 No other comment may precede a block: there is no way to skip one.
+
+Each fresh process is forked from a warm server (``_fork_server.py``, one per test
+process) that has already imported the heavy third-party modules, so a block costs
+its own run time rather than an interpreter start and a second of imports.
 """
 
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,18 +46,7 @@ SETUP = "<!-- setup"
 TEARDOWN = "<!-- teardown"
 COMMENT_END = "-->"
 TIMEOUT = 120
-
-# Runs a script that may use top-level ``await``: compiled as a coroutine, then awaited.
-ASYNC_RUNNER = """\
-import ast, asyncio, sys
-path = sys.argv[1]
-with open(path, encoding="utf-8") as file:
-    code = compile(file.read(), path, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
-namespace = {"__name__": "__main__", "__file__": path}
-result = eval(code, namespace)
-if result is not None:
-    asyncio.run(result)
-"""
+FORK_SERVER = Path(__file__).with_name("_fork_server.py")
 
 
 @dataclass(frozen=True)
@@ -121,22 +116,71 @@ PAGES = sorted(DOCS.glob("*.md"))
 BLOCKS = [block for page in PAGES for block in extract(page)]
 
 
-def run(args: list[str], cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def block_env() -> dict[str, str]:
     env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1", "PYTHONDONTWRITEBYTECODE": "1"}
     for name in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         env.pop(name, None)
     env["AWS_ACCESS_KEY_ID"] = env["AWS_SECRET_ACCESS_KEY"] = "testing"
-    return subprocess.run(
-        args,
-        cwd=cwd,
-        env=env,
-        input=stdin,
-        stdin=None if stdin is not None else subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
+    return env
+
+
+@dataclass(frozen=True)
+class Result:
+    returncode: int | None
+    stdout: str
+    stderr: str
+
+
+class ForkServer:
+    """A client of ``_fork_server.py``: runs one block at a time in a fresh forked process."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(FORK_SERVER)],
+            env=block_env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        assert json.loads(self.process.stdout.readline()) == {"ready": True}
+
+    def run(
+        self, kind: str, path: Path, cwd: Path, args: Sequence[str] = (), stdin: str = ""
+    ) -> Result:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        (cwd / "stdin.txt").write_text(stdin, encoding="utf-8")
+        request = {
+            "kind": kind,
+            "path": str(path),
+            "args": list(args),
+            "cwd": str(cwd),
+            "env": block_env(),
+            "stdin": str(cwd / "stdin.txt"),
+            "stdout": str(cwd / "stdout.txt"),
+            "stderr": str(cwd / "stderr.txt"),
+            "timeout": TIMEOUT,
+        }
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        answer = json.loads(self.process.stdout.readline())
+        stdout = (cwd / "stdout.txt").read_text(encoding="utf-8", errors="replace")
+        stderr = (cwd / "stderr.txt").read_text(encoding="utf-8", errors="replace")
+        assert not answer["timeout"], f"timed out after {TIMEOUT} s\n{stdout}\n{stderr}"
+        return Result(answer["returncode"], stdout, stderr)
+
+    def close(self) -> None:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.close()
+        assert self.process.wait(timeout=TIMEOUT) == 0
+        self.process.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def fork_server() -> Iterator[ForkServer]:
+    server = ForkServer()
+    yield server
+    server.close()
 
 
 def test_the_docs_have_python_blocks() -> None:
@@ -159,25 +203,23 @@ def test_every_setup_and_teardown_belongs_to_a_block() -> None:
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=lambda block: block.id)
-def test_block_runs(block: Block, tmp_path: Path) -> None:
+def test_block_runs(block: Block, tmp_path: Path, fork_server: ForkServer) -> None:
     if block.is_test_module:
         path = tmp_path / "test_doc_block.py"
         path.write_text(block.program, encoding="utf-8")
         (tmp_path / "pytest.ini").write_text(
             "[pytest]\nasyncio_default_fixture_loop_scope = function\n", encoding="utf-8"
         )
-        result = run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(path)],
-            tmp_path,
+        result = fork_server.run(
+            "pytest", path, tmp_path, args=["-q", "-p", "no:cacheprovider", str(path)]
         )
         assert result.returncode == 0, f"{block.id}\n{result.stdout}\n{result.stderr}"
         assert " passed" in result.stdout
+        # The warm server must not have imported a plugin's modules before pytest started.
+        assert "PytestAssertRewriteWarning" not in result.stdout, result.stdout
     else:
         path = tmp_path / "doc_block.py"
         path.write_text(block.program, encoding="utf-8")
-        if block.has_top_level_await:
-            args = [sys.executable, "-c", ASYNC_RUNNER, str(path)]
-        else:
-            args = [sys.executable, str(path)]
-        result = run(args, tmp_path, stdin="\n")
+        kind = "await" if block.has_top_level_await else "script"
+        result = fork_server.run(kind, path, tmp_path, stdin="\n")
         assert result.returncode == 0, f"{block.id}\n{result.stdout}\n{result.stderr}"
