@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from hypothesis import HealthCheck, settings
-from hypothesis.errors import InvalidArgument
 
 from pytest_securetunnel.service import SecureTunnelFake
 
@@ -16,7 +15,15 @@ __all__ = ["fresh_fake_per_example"]
 T = TypeVar("T", bound=Callable[..., Any])
 
 
-def fresh_fake_per_example(test: T) -> T:
+@overload
+def fresh_fake_per_example(test: T, /) -> T: ...
+
+
+@overload
+def fresh_fake_per_example(**settings_kwargs: Any) -> Callable[[T], T]: ...
+
+
+def fresh_fake_per_example(test: Any = None, /, **settings_kwargs: Any) -> Any:
     """Give every example of a ``@given`` test an empty fake; put it above ``@given``.
 
     Each :class:`~pytest_securetunnel.SecureTunnelFake` the test receives (the
@@ -29,9 +36,15 @@ def fresh_fake_per_example(test: T) -> T:
         @given(open_tunnel_args())
         def test_open(securetunnel, securetunnel_client, kwargs): ...
 
-    A test with its own ``@settings`` keeps them; add
-    ``HealthCheck.function_scoped_fixture`` to their ``suppress_health_check`` there.
+    Hypothesis settings go in its call, in place of a separate ``@settings``:
+    ``@fresh_fake_per_example(deadline=None, max_examples=50)``.
     """
+    if test is None:
+        return functools.partial(_fresh, settings_kwargs=settings_kwargs)
+    return _fresh(test, settings_kwargs=settings_kwargs)
+
+
+def _fresh(test: T, settings_kwargs: dict[str, Any]) -> T:
     wrapped = getattr(test, "hypothesis", None)
     if wrapped is None:
         raise TypeError(
@@ -47,10 +60,8 @@ def fresh_fake_per_example(test: T) -> T:
         return inner(*args, **kwargs)
 
     wrapped.inner_test = each_example
+    given = list(settings_kwargs.pop("suppress_health_check", ()))
     default = settings.default
-    already = default.suppress_health_check if default is not None else ()
-    suppressed = [*already, HealthCheck.function_scoped_fixture]
-    try:
-        return settings(suppress_health_check=suppressed)(test)
-    except InvalidArgument:  # the test has its own @settings: they say what to suppress
-        return test
+    already = list(default.suppress_health_check) if default is not None else []
+    suppressed = [*already, *given, HealthCheck.function_scoped_fixture]
+    return settings(suppress_health_check=suppressed, **settings_kwargs)(test)

@@ -47,6 +47,28 @@ def test_without_it_hypothesis_refuses_the_fixture(pytester: pytest.Pytester) ->
     result.stdout.fnmatch_lines(["*function_scoped_fixture*"])
 
 
+def test_it_takes_hypothesis_settings(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        from hypothesis import given, strategies as st
+        from pytest_securetunnel.strategies import fresh_fake_per_example
+
+        RUNS = []
+
+        @fresh_fake_per_example(max_examples=7, deadline=None)
+        @given(st.text())
+        def test_open(securetunnel, securetunnel_client, description):
+            RUNS.append(len(securetunnel.tunnels()))
+            securetunnel_client.open_tunnel()
+
+        def test_ran_seven_from_empty():
+            assert RUNS == [0] * 7
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+
+
 def test_it_goes_above_given() -> None:
     from pytest_securetunnel.strategies import fresh_fake_per_example
 
