@@ -11,12 +11,11 @@ import datetime as dt
 import json
 import urllib.request
 from collections.abc import Iterator
-from contextlib import ExitStack
 from typing import Any
 
 import freezegun
 import pytest
-import time_machine
+from movers import Mover, open_tunnel
 
 from pytest_securetunnel import (
     HandshakeRefused,
@@ -31,56 +30,13 @@ START = dt.datetime(2032, 3, 1, 9, 0, tzinfo=dt.timezone.utc)
 EXPIRED = (1000, "Tunnel expired: its maxLifetimeTimeoutMinutes elapsed")
 
 
-class Mover:
-    """Puts time at an absolute moment, forward or back, with one library."""
-
-    def __init__(self, kind: str, fake: SecureTunnelFake, freezer: Any) -> None:
-        self.kind, self.fake, self.freezer = kind, fake, freezer
-        self.stack = ExitStack()
-        self.controller: Any = None
-
-    def start(self) -> None:
-        if self.kind == "clock":
-            self.fake.clock.set(START)
-        elif self.kind in ("freezegun", "freezegun-nested"):
-            self.controller = self.stack.enter_context(freezegun.freeze_time(START))
-        elif self.kind == "pytest-freezer":
-            self.freezer.move_to(START)
-        else:
-            self.controller = self.stack.enter_context(time_machine.travel(START, tick=False))
-
-    def to(self, when: dt.datetime) -> None:
-        if self.kind == "clock":
-            self.fake.clock.set(when)
-        elif self.kind == "freezegun":
-            self.controller.move_to(when)
-        elif self.kind == "freezegun-nested":
-            self.stack.enter_context(freezegun.freeze_time(when))  # a later freeze_time
-        elif self.kind == "pytest-freezer":
-            self.freezer.move_to(when)
-        else:
-            self.controller.move_to(when)
-
-    def stop(self) -> None:
-        self.stack.close()
-
-
 @pytest.fixture(params=["clock", "freezegun", "freezegun-nested", "pytest-freezer", "time-machine"])
 def mover(request: pytest.FixtureRequest, securetunnel: SecureTunnelFake) -> Iterator[Mover]:
     freezer = request.getfixturevalue("freezer") if request.param == "pytest-freezer" else None
-    mover = Mover(request.param, securetunnel, freezer)
+    mover = Mover(request.param, securetunnel, freezer, START)
     mover.start()
     yield mover
     mover.stop()
-
-
-def open_tunnel(client: Any, minutes: int = 10) -> dict[str, Any]:
-    return dict(
-        client.open_tunnel(
-            destinationConfig={"services": ["SSH"]},
-            timeoutConfig={"maxLifetimeTimeoutMinutes": minutes},
-        )
-    )
 
 
 def describe(client: Any, opened: dict[str, Any]) -> dict[str, Any]:

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from contextlib import ExitStack
 from typing import Any
 
-import freezegun
 import pytest
-import time_machine
+from movers import Mover, open_tunnel
 
 from pytest_securetunnel import (
     HandshakeRefused,
@@ -25,59 +23,14 @@ START = dt.datetime(2031, 6, 1, 8, 0, tzinfo=dt.timezone.utc)
 EXPIRED = (1000, "Tunnel expired: its maxLifetimeTimeoutMinutes elapsed")
 
 
-class Mover:
-    """Starts time at START and moves it forward, with one library."""
-
-    def __init__(self, kind: str, fake: SecureTunnelFake, freezer: Any) -> None:
-        self.kind, self.fake, self.freezer = kind, fake, freezer
-        self.stack = ExitStack()
-        self.controller: Any = None
-
-    def start(self) -> None:
-        if self.kind == "clock":
-            self.fake.clock.set(START)
-        elif self.kind == "freezegun":
-            self.controller = self.stack.enter_context(freezegun.freeze_time(START))
-        elif self.kind == "freezegun-tick":
-            self.controller = self.stack.enter_context(freezegun.freeze_time(START, tick=True))
-        elif self.kind == "pytest-freezer":
-            self.freezer.move_to(START)
-        else:
-            self.controller = self.stack.enter_context(time_machine.travel(START, tick=False))
-
-    def move(self, delta: dt.timedelta) -> None:
-        if self.kind == "clock":
-            self.fake.clock.advance(seconds=delta.total_seconds())
-        elif self.kind == "freezegun":
-            self.controller.move_to(START + delta)
-        elif self.kind == "freezegun-tick":
-            self.controller.tick(delta)
-        elif self.kind == "pytest-freezer":
-            self.freezer.move_to(START + delta)
-        else:
-            self.controller.shift(delta)
-
-    def stop(self) -> None:
-        self.stack.close()
-
-
 @pytest.fixture(params=["clock", "freezegun", "freezegun-tick", "pytest-freezer", "time-machine"])
 def mover(request: pytest.FixtureRequest, securetunnel: SecureTunnelFake) -> Iterator[Mover]:
     # pytest-freezer's fixture freezes time as soon as it is requested: only its variant asks.
     freezer = request.getfixturevalue("freezer") if request.param == "pytest-freezer" else None
-    mover = Mover(request.param, securetunnel, freezer)
+    mover = Mover(request.param, securetunnel, freezer, START)
     mover.start()
     yield mover
     mover.stop()
-
-
-def open_tunnel(client: Any, minutes: int = 10) -> dict[str, Any]:
-    return dict(
-        client.open_tunnel(
-            destinationConfig={"services": ["SSH"]},
-            timeoutConfig={"maxLifetimeTimeoutMinutes": minutes},
-        )
-    )
 
 
 def test_describe_and_list_show_closed_with_lifetime_end(
