@@ -191,11 +191,10 @@ class LoopThread:
     monotonic clock, so a test that freezes time does not freeze its timers.
     :meth:`stop` cancels what is left, shuts the loop down and joins the thread.
 
-    Args:
-        name: The thread's name.
-        on_error: Receives what the loop's exception handler gets (unretrieved task
-            exceptions, failing callbacks), except ``OSError`` (a peer's network or TLS
-            failure). ``None``: asyncio's default handler logs them.
+    :param name: The thread's name.
+    :param on_error: Receives what the loop's exception handler gets (unretrieved task
+        exceptions, failing callbacks), except ``OSError`` (a peer's network or TLS
+        failure). ``None``: asyncio's default handler logs them.
     """
 
     def __init__(self, name: str, on_error: Callable[[BaseException], None] | None = None) -> None:

@@ -235,7 +235,8 @@ def _rect(left: float, right: float, y: float, colour: str, title: str) -> str:
 
 def text_chart(view: Lanes, width: int = 48) -> list[str]:
     """The picture as fixed-width lines: ``=`` open, ``-`` lifetime left, ``#`` connected,
-    ``|`` a rotation, ``X`` the close or expiry, ``*`` a notification, ``!`` a refusal."""
+    ``|`` a rotation, ``X`` the close or expiry, ``*`` a notification, ``!`` a refusal.
+    """
 
     def col(when: float) -> int:
         return min(width - 1, int(view.fraction(when) * (width - 1) + 0.5))

@@ -21,7 +21,7 @@ class RegionEndpointConnectionError(EndpointConnectionError, SecureTunnelError):
     fmt = 'Could not connect to the endpoint URL: "{endpoint_url}": {error}'
 
     def __init__(self, **kwargs: Any) -> None:
-        """botocore's keyword arguments: ``endpoint_url`` and ``error``."""
+        """Botocore's keyword arguments: ``endpoint_url`` and ``error``."""
         EndpointConnectionError.__init__(self, **kwargs)
 
 

@@ -215,7 +215,8 @@ def render_fake_text(
     fake: SecureTunnelFake, *, calls: int = 10, notifications: int = 10, data_plane: int = 10
 ) -> str:
     """The fake's state as text: tunnels, the last ``calls`` calls, the last ``data_plane``
-    data-plane events (connects, refusals, closes) and recent notifications."""
+    data-plane events (connects, refusals, closes) and recent notifications.
+    """
     now = fake.clock.time()
     lines = [f"SecureTunnelFake seed={fake.seed} at {_iso(now)}"]
     tunnels = _all_tunnels(fake)
@@ -354,7 +355,8 @@ def render_fake_html(
 ) -> str:
     """The fake's state as HTML: tunnels, the last ``calls`` calls, the last ``data_plane``
     data-plane events (connects, refusals with status and reason, closes with code and
-    reason) and recent notifications."""
+    reason) and recent notifications.
+    """
     now = fake.clock.time()
     tunnels = _all_tunnels(fake)
     tunnel_rows = [

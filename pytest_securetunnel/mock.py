@@ -309,7 +309,7 @@ class _Hook:
         return _router.route()
 
     def _parse(self, wire: WireResponse, model: Any) -> Any:
-        """botocore's parse of ``wire`` (a coroutine for aiobotocore's async parser)."""
+        """Botocore's parse of ``wire`` (a coroutine for aiobotocore's async parser)."""
         key = (model.name, wire.body)
         cached = self._parsed.get(key) if wire.status < 300 else None
         if cached is not None:
@@ -563,7 +563,8 @@ def _guard_before_call(model: Any, params: dict[str, Any], context: Any, **_: An
 class _WeakIdSet:
     """A set of objects held weakly, tested by identity: cheaper than a ``WeakSet`` on
     every call, as an object's id is dropped (by the weakref's callback) before it can
-    be reused."""
+    be reused.
+    """
 
     def __init__(self) -> None:
         self._refs: dict[int, weakref.ref[Any]] = {}
@@ -816,7 +817,8 @@ def _wrap_needs_retry(original: Callable[..., Any]) -> Callable[..., Any]:
 
 def _wrap_rate_limiter(original: Callable[..., Any]) -> Callable[..., Any]:
     """The adaptive limiter's send step: it takes a token if one is free but never waits
-    for a request a fake answers without real sleeps."""
+    for a request a fake answers without real sleeps.
+    """
     if inspect.iscoroutinefunction(original):
 
         @functools.wraps(original)
@@ -863,6 +865,7 @@ class MockSecureTunneling(Lifecycle[SecureTunnelFake]):
         real_sleep: bool = False,
         **options: Any,
     ):
+        """Configure; :meth:`start` (or a ``with`` block) activates the fake."""
         self._given = fake
         self._options = options
         self.http = http
@@ -890,6 +893,7 @@ class MockSecureTunneling(Lifecycle[SecureTunnelFake]):
         fake.notifications.check()
 
     def __call__(self, target: F) -> F:
+        """Decorate a test function or class: each test runs inside the mock."""
         if isinstance(target, type):
             for name, member in list(vars(target).items()):
                 if name.startswith("test") and callable(member):

@@ -223,6 +223,7 @@ class TunnelLifecycle(RuleBasedStateMachine):
     data_plane: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Leave the data-plane rules out of a subclass with ``data_plane = False``."""
         super().__init_subclass__(**kwargs)
         # Without a data plane its rules are left out, not refused at every step.
         for name in DATA_PLANE_RULES:
@@ -234,6 +235,7 @@ class TunnelLifecycle(RuleBasedStateMachine):
                 setattr(cls, name, TunnelLifecycle.__dict__[name])
 
     def __init__(self) -> None:
+        """Make the fake and the client (:meth:`make_fake`, :meth:`make_client`)."""
         super().__init__()
         self.fake = self.make_fake()
         self.client = self.make_client()

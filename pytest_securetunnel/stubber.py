@@ -66,6 +66,7 @@ class SecureTunnelStubber(Stubber):  # type: ignore[misc]
     def __init__(
         self, client: Any, fake: SecureTunnelFake | None = None, *, strict: bool = False
     ) -> None:
+        """Wrap ``client``; :meth:`activate` (or a ``with`` block) starts answering."""
         super().__init__(client)
         self._event_id = "securetunnel_stubber"
         self._expected_params_event_id = "securetunnel_stubber_expected_params"
@@ -91,6 +92,7 @@ class SecureTunnelStubber(Stubber):  # type: ignore[misc]
             self._attachment = None
 
     def __enter__(self) -> SecureTunnelStubber:
+        """Activate; deactivated at the end of the block."""
         self.activate()
         return self
 

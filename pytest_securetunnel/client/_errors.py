@@ -26,12 +26,11 @@ class HandshakeError(TunnelClientError):
 class HandshakeRefused(HandshakeError):
     """The proxy answered the WebSocket upgrade with an HTTP error instead of ``101``.
 
-    Attributes:
-        status: HTTP status code, e.g. ``400``.
-        reason: HTTP reason phrase, e.g. ``"Bad Request"``.
-        body: Response body as text (decoded as UTF-8, undecodable bytes replaced).
-        headers: Response headers (``websockets`` ``Headers``: case-insensitive names,
-            ``get_all(name)`` for repeated ones).
+    :ivar status: HTTP status code, e.g. ``400``.
+    :ivar reason: HTTP reason phrase, e.g. ``"Bad Request"``.
+    :ivar body: Response body as text (decoded as UTF-8, undecodable bytes replaced).
+    :ivar headers: Response headers (``websockets`` ``Headers``: case-insensitive names,
+        ``get_all(name)`` for repeated ones).
     """
 
     status: int
@@ -76,11 +75,10 @@ class HandshakeRefused(HandshakeError):
 class TunnelClosedError(TunnelClientError):
     """The tunnel WebSocket is closed: nothing more can be sent or received.
 
-    Attributes:
-        code: WebSocket close code received (``1006`` if the connection dropped), or
-            ``None`` if unknown.
-        reason: WebSocket close reason received (may be empty).
-        detail: What was being attempted (e.g. ``"cannot send ..."``).
+    :ivar code: WebSocket close code received (``1006`` if the connection dropped), or
+        ``None`` if unknown.
+    :ivar reason: WebSocket close reason received (may be empty).
+    :ivar detail: What was being attempted (e.g. ``"cannot send ..."``).
     """
 
     code: int | None

@@ -59,11 +59,10 @@ class Link:
 class Service:
     """A service of the local proxy: where it listens or connects.
 
-    Attributes:
-        name: Service id as mapped by the user (``""`` or any name for V1).
-        wire_id: Service id on the wire (``""`` for V1 and tunnels without services).
-        host: Destination host (destination mode) or bind host (source mode).
-        port: Destination port, or the listening port once bound (source mode).
+    :ivar name: Service id as mapped by the user (``""`` or any name for V1).
+    :ivar wire_id: Service id on the wire (``""`` for V1 and tunnels without services).
+    :ivar host: Destination host (destination mode) or bind host (source mode).
+    :ivar port: Destination port, or the listening port once bound (source mode).
     """
 
     name: str

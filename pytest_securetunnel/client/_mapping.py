@@ -70,7 +70,8 @@ def _address(key: str, value: object) -> tuple[str, int]:
 
 def parse_destination_mapping(spec: ServiceMapping | None) -> dict[str, tuple[str, int]]:
     """Parse a destination mapping into ``{service_id: (host, port)}`` (host defaults to
-    ``127.0.0.1``; ``""`` is the V1 form)."""
+    ``127.0.0.1``; ``""`` is the V1 form).
+    """
     if spec is None:
         return {}
     return {key: _address(key, value) for key, value in _pairs(spec)}

@@ -20,11 +20,10 @@ MessageMatcher = Callable[[TunnelMessage], bool] | MessageType | int
 class MessageRecord:
     """One entry of :attr:`TunnelClient.messages`.
 
-    Attributes:
-        direction: ``"sent"`` by this client or ``"received"`` from the proxy.
-        message: The message (received ones as this client's protocol version reads them).
-        dropped: Whether the client discarded the received message as stale (it is in the
-            log but never returned by ``receive``).
+    :ivar direction: ``"sent"`` by this client or ``"received"`` from the proxy.
+    :ivar message: The message (received ones as this client's protocol version reads them).
+    :ivar dropped: Whether the client discarded the received message as stale (it is in the
+        log but never returned by ``receive``).
     """
 
     direction: Direction

@@ -72,8 +72,7 @@ def find_localproxy(environ: Mapping[str, str] | None = None) -> str:
     Looked up in this order: the ``SECURETUNNEL_LOCALPROXY`` environment variable,
     ``localproxy`` on ``PATH``, then :data:`DEFAULT_LOCALPROXY_PATHS`.
 
-    Raises:
-        LocalProxyNotFound: none is an executable file (the message says why).
+    :raises LocalProxyNotFound: No candidate is an executable file (the message says why).
     """
     env = os.environ if environ is None else environ
     configured = env.get(LOCALPROXY_ENV_VAR)
@@ -141,33 +140,32 @@ class ReferenceLocalProxy(Lifecycle["ReferenceLocalProxy"]):
     directory, then :meth:`start` it (or use ``with``); :meth:`stop` terminates it,
     kills it after a timeout, reaps it and closes its pipes.
 
-    Args:
-        access_token: the tunnel's source or destination access token (passed in
-            ``AWSIOT_TUNNEL_ACCESS_TOKEN``, as AWS recommends).
-        mode: ``"source"`` or ``"destination"``.
-        services: service id -> local port (source; ``0`` or ``None`` picks a free
-            port, see :func:`reserve_port`) or ``port`` / ``"host:port"`` to connect to
-            (destination).
-        endpoint: ``host:port`` of the TLS data endpoint (``-e``), e.g.
-            :attr:`TunnelProxy.host_port`.
-        region: run with ``-r REGION`` instead of ``-e``, as an agent does with the
-            region of a notification; ``REGION`` is mapped to ``endpoint`` with the
-            ``tunneling.proxy.region_endpoint_overrides`` setting (a ``--settings-json``
-            file in ``workdir``, so ``args`` must not carry another).
-        ca_dir: OpenSSL hashed CA directory (``-c``), e.g. :attr:`TunnelProxy.ca_dir`;
-            ``None`` passes no ``-c``.
-        binary: the executable; default :func:`find_localproxy`.
-        client_token: passed in ``AWSIOT_TUNNEL_CLIENT_TOKEN`` (32-128 characters). It
-            lets the access token reconnect, and lets a source that could not bind its
-            port be restarted on other ports.
-        args: extra command-line arguments (e.g. ``["-y", "V2"]``).
-        env: extra environment variables.
-        verbosity: ``-v`` level (4 info, 5 debug, 6 trace).
-        bind_host: source listening address (``-b``).
-        workdir: the process's working directory, which must have no ``config/``
-            subdirectory (localproxy reads port mappings from ``./config``); an empty
-            temporary directory by default, removed at :meth:`stop`.
-        name: a label for the log report and error messages.
+    :param access_token: The tunnel's source or destination access token (passed in
+        ``AWSIOT_TUNNEL_ACCESS_TOKEN``, as AWS recommends).
+    :param mode: ``"source"`` or ``"destination"``.
+    :param services: Service id -> local port (source; ``0`` or ``None`` picks a free
+        port, see :func:`reserve_port`) or ``port`` / ``"host:port"`` to connect to
+        (destination).
+    :param endpoint: ``host:port`` of the TLS data endpoint (``-e``), e.g.
+        :attr:`TunnelProxy.host_port`.
+    :param region: Run with ``-r REGION`` instead of ``-e``, as an agent does with the
+        region of a notification; ``REGION`` is mapped to ``endpoint`` with the
+        ``tunneling.proxy.region_endpoint_overrides`` setting (a ``--settings-json``
+        file in ``workdir``, so ``args`` must not carry another).
+    :param ca_dir: OpenSSL hashed CA directory (``-c``), e.g. :attr:`TunnelProxy.ca_dir`;
+        ``None`` passes no ``-c``.
+    :param binary: The executable; default :func:`find_localproxy`.
+    :param client_token: Passed in ``AWSIOT_TUNNEL_CLIENT_TOKEN`` (32-128 characters). It
+        lets the access token reconnect, and lets a source that could not bind its
+        port be restarted on other ports.
+    :param args: Extra command-line arguments (e.g. ``["-y", "V2"]``).
+    :param env: Extra environment variables.
+    :param verbosity: ``-v`` level (4 info, 5 debug, 6 trace).
+    :param bind_host: Source listening address (``-b``).
+    :param workdir: The process's working directory, which must have no ``config/``
+        subdirectory (localproxy reads port mappings from ``./config``); an empty
+        temporary directory by default, removed at :meth:`stop`.
+    :param name: A label for the log report and error messages.
     """
 
     def __init__(

@@ -1,4 +1,4 @@
-"""Is a test library faking the wall clock right now?
+"""Whether a test library is faking the wall clock right now.
 
 SigV4 signs the request time; AWS refuses a signature more than 5 minutes off with
 ``InvalidSignatureException`` (spulec/freezegun#188), so live mode must not run while

@@ -162,7 +162,8 @@ class ContractRun:
 
     def sign_admin(self, method: str, url: str, body: bytes) -> dict[str, str]:
         """Headers that SigV4-sign an admin API request with this run's credentials
-        (a server with access keys accepts them for its admin API)."""
+        (a server with access keys accepts them for its admin API).
+        """
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
 

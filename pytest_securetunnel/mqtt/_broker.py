@@ -197,19 +197,18 @@ class NotifyBroker(Lifecycle["NotifyBroker"], BackgroundErrors):
     thread (scripts, notebooks and async tests alike); errors inside it are raised when it
     stops.
 
-    Args:
-        fake: The control plane whose notifications are published.
-        url: Publish into a broker you run instead (``mqtt://127.0.0.1:1883`` or
-            ``mqtts://...``); no broker is started then.
-        host: Address to listen on.
-        port: Plain-TCP port (0: a free port).
-        tls_port: TLS port (0: a free port); ``tls=False`` serves plain TCP only.
-        authorization: Apply the recommended device policy: a device may subscribe only
-            to its own thing's notify topic, and none may publish to a notify topic.
-        ca: A ``trustme.CA`` for the server and device certificates (default: a new one).
-        ca_file: The CA file to verify an ``mqtts://`` broker given by ``url``.
-        connect_timeout: Seconds a client has to send CONNECT (and to finish TLS).
-        max_packet_size: Largest packet accepted (AWS IoT Core: 128 KB).
+    :param fake: The control plane whose notifications are published.
+    :param url: Publish into a broker you run instead (``mqtt://127.0.0.1:1883`` or
+        ``mqtts://...``); no broker is started then.
+    :param host: Address to listen on.
+    :param port: Plain-TCP port (0: a free port).
+    :param tls_port: TLS port (0: a free port); ``tls=False`` serves plain TCP only.
+    :param authorization: Apply the recommended device policy: a device may subscribe only
+        to its own thing's notify topic, and none may publish to a notify topic.
+    :param ca: A ``trustme.CA`` for the server and device certificates (default: a new one).
+    :param ca_file: The CA file to verify an ``mqtts://`` broker given by ``url``.
+    :param connect_timeout: Seconds a client has to send CONNECT (and to finish TLS).
+    :param max_packet_size: Largest packet accepted (AWS IoT Core: 128 KB).
     """
 
     def __init__(

@@ -28,17 +28,16 @@ __all__ = [
 class ProtocolError(SecureTunnelError):
     """A tunneling protocol rule was broken.
 
-    Attributes:
-        rule: Short stable id of the rule, e.g. ``"stream-id-zero"``.
-        detail: What was wrong, in words, including the offending value.
-        value: The offending value.
-        source: Where the rule comes from, e.g. ``"V3 protocol guide, ..."``.
-        accepted: Messages that were complete and valid before the error in the same
-            ``feed``/``receive_data`` call, in order. They are not lost: a caller that
-            relays messages should relay these before acting on the error.
-        accepted_frames: The frames of :attr:`accepted` as received, when the error came
-            from :meth:`TunnelConnection.receive_frames
-            <pytest_securetunnel.protocol.TunnelConnection.receive_frames>` (else empty).
+    :ivar rule: Short stable id of the rule, e.g. ``"stream-id-zero"``.
+    :ivar detail: What was wrong, in words, including the offending value.
+    :ivar value: The offending value.
+    :ivar source: Where the rule comes from, e.g. ``"V3 protocol guide, ..."``.
+    :ivar accepted: Messages that were complete and valid before the error in the same
+        ``feed``/``receive_data`` call, in order. They are not lost: a caller that
+        relays messages should relay these before acting on the error.
+    :ivar accepted_frames: The frames of :attr:`accepted` as received, when the error came
+        from :meth:`TunnelConnection.receive_frames
+        <pytest_securetunnel.protocol.TunnelConnection.receive_frames>` (else empty).
     """
 
     rule: str

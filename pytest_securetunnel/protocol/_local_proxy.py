@@ -101,7 +101,8 @@ class EndLocal:
 class ConnectLocal:
     """Destination: open a local connection to ``service`` for ``message`` (STREAM_START
     or CONNECTION_START); then report :meth:`LocalProxyPolicy.connected` or
-    :meth:`LocalProxyPolicy.connect_failed`."""
+    :meth:`LocalProxyPolicy.connect_failed`.
+    """
 
     service: str
     message: TunnelMessage
@@ -217,7 +218,8 @@ class LocalProxyPolicy:
 
     def end(self, link: LocalLink) -> TunnelMessage | None:
         """The local connection of ``link`` closed (or failed): the message that tells the
-        peer, or ``None`` if the link had already ended."""
+        peer, or ``None`` if the link had already ended.
+        """
         if link.ended:
             return None
         self._remove(link)

@@ -80,7 +80,8 @@ class TunnelState(enum.Enum):
 @dataclasses.dataclass(slots=True)
 class Send(Generic[K]):
     """Write ``message`` to connection ``peer``; ``frame`` is its encoding as received
-    (forward it unchanged), or ``None`` for a message the service generates."""
+    (forward it unchanged), or ``None`` for a message the service generates.
+    """
 
     peer: K
     message: TunnelMessage
@@ -129,7 +130,8 @@ class Violation(Generic[K]):
 @dataclasses.dataclass(slots=True)
 class Disconnected:
     """Tell the service that no connection holds the ``mode`` side any more (the last
-    one ended with close ``code`` and ``reason``, where known)."""
+    one ended with close ``code`` and ``reason``, where known).
+    """
 
     mode: str
     code: int | None = None
@@ -391,7 +393,8 @@ class RelayPolicy(Generic[K]):
         self, services: Iterable[str], revoked: Collection[K]
     ) -> list[RelayAction[K]]:
         """RotateTunnelAccessToken: ``revoked`` connections' tokens no longer hold, and
-        the tunnel's services are now ``services``."""
+        the tunnel's services are now ``services``.
+        """
         # docs/fidelity.md: rotating a mode's token closes that mode's connection (1008).
         # One service list per tunnel: a rotation's destinationConfig may change the
         # services, and the protocol cannot tell a live client (SERVICE_IDS comes

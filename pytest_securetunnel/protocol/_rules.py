@@ -64,11 +64,10 @@ _SERVICE_ID_SOURCE: Final = "V2 protocol guide, 'Step 3: End to end data transfe
 class RuleContext:
     """What the rules know about the connection a message arrived on.
 
-    Attributes:
-        mode: The client's mode.
-        version: The negotiated protocol version.
-        services: The tunnel's service ids (``destinationConfig.services``).
-        streams: The connection's stream bookkeeping, for the stateful rules.
+    :ivar mode: The client's mode.
+    :ivar version: The negotiated protocol version.
+    :ivar services: The tunnel's service ids (``destinationConfig.services``).
+    :ivar streams: The connection's stream bookkeeping, for the stateful rules.
     """
 
     mode: ClientMode
@@ -91,13 +90,12 @@ _SCHEMA: Final = "{guide}, 'ProtocolBuffers Message Schema'"
 class RuleInfo:
     """One protocol rule of the catalogue: its id, where it applies, and its source.
 
-    Attributes:
-        id: The stable id a :class:`~pytest_securetunnel.protocol.ProtocolError` carries.
-        versions: The protocol versions on whose connections it can be broken.
-        modes: The client modes that can break it.
-        source: Where the rule comes from; ``{guide}`` stands for the protocol guide of
-            the connection's version (at least :attr:`guide_from`'s).
-        guide_from: The oldest guide that has the rule.
+    :ivar id: The stable id a :class:`~pytest_securetunnel.protocol.ProtocolError` carries.
+    :ivar versions: The protocol versions on whose connections it can be broken.
+    :ivar modes: The client modes that can break it.
+    :ivar source: Where the rule comes from; ``{guide}`` stands for the protocol guide of
+        the connection's version (at least :attr:`guide_from`'s).
+    :ivar guide_from: The oldest guide that has the rule.
     """
 
     id: str

@@ -46,16 +46,15 @@ _RESUME_AT: Final = SHAPED_QUEUE_LIMIT // 2
 class Delivery:
     """How the proxy delivers messages to a connection: a fault-injection knob.
 
-    Attributes:
-        delay: Seconds each message is held before it is written (order is kept).
-        bandwidth: Cap in bytes per second of WebSocket payload written to this side
-            (AWS's opt-in limit is 800 KB/s, :data:`AWS_BANDWIDTH_LIMIT`).
-        frames_per_message: Pack this many tunneling frames into one WebSocket message
-            (up to 131076 bytes, the service's maximum); a partial group is written after
-            ``flush_after`` seconds without a new message.
-        max_message_size: Cut the byte stream into WebSocket messages of at most this
-            many bytes, so frames straddle WebSocket message boundaries.
-        flush_after: See ``frames_per_message``.
+    :ivar delay: Seconds each message is held before it is written (order is kept).
+    :ivar bandwidth: Cap in bytes per second of WebSocket payload written to this side
+        (AWS's opt-in limit is 800 KB/s, :data:`AWS_BANDWIDTH_LIMIT`).
+    :ivar frames_per_message: Pack this many tunneling frames into one WebSocket message
+        (up to 131076 bytes, the service's maximum); a partial group is written after
+        ``flush_after`` seconds without a new message.
+    :ivar max_message_size: Cut the byte stream into WebSocket messages of at most this
+        many bytes, so frames straddle WebSocket message boundaries.
+    :ivar flush_after: See ``frames_per_message``.
 
     A shaped delivery pushes back on the sender as a slow reader does: once about 256 KB
     wait for this side, the proxy stops reading the other side's client until they drain.

@@ -52,18 +52,17 @@ class TunnelProxy(AsyncLifecycle["TunnelProxy"], BackgroundErrors):
     :meth:`endpoint_for` and :meth:`tls_endpoint_for` give another region's endpoint (its
     own ports, opened on first use).
 
-    Args:
-        fake: The control plane whose tokens, tunnels and connection states it uses.
-        tls: Also serve ``wss://`` with a trustme certificate for 127.0.0.1 and localhost.
-        ca: A ``trustme.CA`` to issue the certificate (default: one per process).
-        delivery: Default :class:`Delivery` for every connection (fault injection).
-        permessage_deflate: Accept compression when a client offers it. It is never
-            forced; note that ``websockets`` clients offer it unless told
-            ``compression=None``, and it cuts relay throughput many times.
-        close_timeout: Seconds to wait for a client's closing handshake.
-        max_events: How many events :attr:`events` keeps, newest (``None``: all).
-        max_event_bytes: Payload bytes the kept events may hold in total; older events
-            go first (``None``: no limit). Bulk transfers stay cheap in memory.
+    :param fake: The control plane whose tokens, tunnels and connection states it uses.
+    :param tls: Also serve ``wss://`` with a trustme certificate for 127.0.0.1 and localhost.
+    :param ca: A ``trustme.CA`` to issue the certificate (default: one per process).
+    :param delivery: Default :class:`Delivery` for every connection (fault injection).
+    :param permessage_deflate: Accept compression when a client offers it. It is never
+        forced; note that ``websockets`` clients offer it unless told
+        ``compression=None``, and it cuts relay throughput many times.
+    :param close_timeout: Seconds to wait for a client's closing handshake.
+    :param max_events: How many events :attr:`events` keeps, newest (``None``: all).
+    :param max_event_bytes: Payload bytes the kept events may hold in total; older events
+        go first (``None``: no limit). Bulk transfers stay cheap in memory.
     """
 
     def __init__(
@@ -286,7 +285,8 @@ class TunnelProxy(AsyncLifecycle["TunnelProxy"], BackgroundErrors):
 
     def tls_endpoint_for(self, region: str) -> str:
         """``wss://localhost:PORT``, the TLS data endpoint of ``region`` (see
-        :meth:`endpoint_for`)."""
+        :meth:`endpoint_for`).
+        """
         return f"wss://localhost:{self._tls_port_for(region)}"
 
     def host_port_for(self, region: str) -> str:

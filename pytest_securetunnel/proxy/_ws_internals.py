@@ -42,7 +42,8 @@ OVERRIDDEN: Final = {
 
 def protocol_of(ws: ServerConnection) -> ServerProtocol:
     """The sans-I/O protocol of ``ws``: writes go through its ``send_binary`` and
-    ``data_to_send``; its ``accept`` and ``close_*`` attributes are read."""
+    ``data_to_send``; its ``accept`` and ``close_*`` attributes are read.
+    """
     protocol = ws.protocol
     assert isinstance(protocol, ServerProtocol)
     return protocol

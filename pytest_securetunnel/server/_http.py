@@ -244,7 +244,8 @@ class HttpServer:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop accepting, let requests being answered finish (up to ``timeout`` seconds;
         their answer says ``Connection: close``), cut every other connection, and join
-        every thread. Idempotent."""
+        every thread. Idempotent.
+        """
         thread, self._thread = self._thread, None
         loop, event = self._loop, self._stop_event
         self._stop_timeout = timeout

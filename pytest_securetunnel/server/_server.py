@@ -104,34 +104,33 @@ class SecureTunnelServer(Lifecycle["SecureTunnelServer"], BackgroundErrors):
     the same fake (:attr:`data_endpoint`, :attr:`data_tls_endpoint`). Point boto3
     (``endpoint_url=``), the AWS CLI (``--endpoint-url``) or any SDK at it.
 
-    Args:
-        fake: The fake to serve; pass the in-process one to share its state. A new
-            :class:`SecureTunnelFake` (built from ``fake_options``) otherwise.
-        host: Address to bind the control plane to; loopback unless you choose otherwise.
-        port: Control-plane port; 0 picks a free one.
-        data_plane: Also run the WebSocket data plane.
-        tls: Serve the data plane on ``wss://`` too (a trustme certificate).
-        data_port: Port of the data plane's ``ws://`` server (0: ephemeral).
-        data_tls_port: Port of the data plane's ``wss://`` server (0: ephemeral).
-        access_keys: If given, only requests signed (SigV4) with one of these keys are
-            answered. A mapping ``{access_key: secret}`` or strings
-            ``"AKID:SECRET"`` / ``"AKID:SECRET:ACCOUNT_ID"`` (the key then acts for that
-            account).
-        deny: Operations (``"CloseTunnel"`` or ``"iot:CloseTunnel"``) answered with
-            ``AccessDeniedException``, as for a caller without that IAM permission.
-        log: Called with one line per request (operation, status, error code, ms); the
-            ``pytest_securetunnel.server`` logger gets the same lines at INFO level.
-        max_skew: Seconds a signed request's ``X-Amz-Date`` may differ from now.
-        allow_remote: Allow ``host`` to be an address other than loopback (the server is
-            then reachable from other machines); refused otherwise.
-        admin_token: The bearer token of the admin API. The admin API needs it (or a
-            request SigV4-signed with one of ``access_keys``) when access keys are set or
-            the server listens beyond loopback; a random one is made if not given. It is
-            :attr:`admin_token` and printed by ``serve``.
-        limits: Bounds of the HTTP server: body and header sizes, request timeout,
-            connections (:class:`~pytest_securetunnel.server.HttpLimits`).
-        fake_options: ``seed``, ``clock``, ``quotas``, ``default_account_id``,
-            ``default_region`` for a new fake.
+    :param fake: The fake to serve; pass the in-process one to share its state. A new
+        :class:`SecureTunnelFake` (built from ``fake_options``) otherwise.
+    :param host: Address to bind the control plane to; loopback unless you choose otherwise.
+    :param port: Control-plane port; 0 picks a free one.
+    :param data_plane: Also run the WebSocket data plane.
+    :param tls: Serve the data plane on ``wss://`` too (a trustme certificate).
+    :param data_port: Port of the data plane's ``ws://`` server (0: ephemeral).
+    :param data_tls_port: Port of the data plane's ``wss://`` server (0: ephemeral).
+    :param access_keys: If given, only requests signed (SigV4) with one of these keys are
+        answered. A mapping ``{access_key: secret}`` or strings
+        ``"AKID:SECRET"`` / ``"AKID:SECRET:ACCOUNT_ID"`` (the key then acts for that
+        account).
+    :param deny: Operations (``"CloseTunnel"`` or ``"iot:CloseTunnel"``) answered with
+        ``AccessDeniedException``, as for a caller without that IAM permission.
+    :param log: Called with one line per request (operation, status, error code, ms); the
+        ``pytest_securetunnel.server`` logger gets the same lines at INFO level.
+    :param max_skew: Seconds a signed request's ``X-Amz-Date`` may differ from now.
+    :param allow_remote: Allow ``host`` to be an address other than loopback (the server is
+        then reachable from other machines); refused otherwise.
+    :param admin_token: The bearer token of the admin API. The admin API needs it (or a
+        request SigV4-signed with one of ``access_keys``) when access keys are set or
+        the server listens beyond loopback; a random one is made if not given. It is
+        :attr:`admin_token` and printed by ``serve``.
+    :param limits: Bounds of the HTTP server: body and header sizes, request timeout,
+        connections (:class:`~pytest_securetunnel.server.HttpLimits`).
+    :param fake_options: ``seed``, ``clock``, ``quotas``, ``default_account_id``,
+        ``default_region`` for a new fake.
     """
 
     def __init__(

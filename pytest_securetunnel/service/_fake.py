@@ -419,7 +419,8 @@ class SecureTunnelFake:
 
     def _deliver(self) -> None:
         """Call notification subscribers, outside the lock: a subscriber (a device agent)
-        may connect to the data plane, which needs the fake."""
+        may connect to the data plane, which needs the fake.
+        """
         while self._outbox:
             try:
                 notification = self._outbox.popleft()

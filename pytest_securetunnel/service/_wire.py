@@ -154,7 +154,8 @@ def handle(
 
 def _encode(fake: WireFake, operation: str, result: dict[str, Any]) -> bytes:
     """``json.dumps(result).encode()``; the same bytes object again for an answer that
-    repeats the last one (so a client's parse of it can be reused)."""
+    repeats the last one (so a client's parse of it can be reused).
+    """
     last = fake._last_answer.get(operation)
     if last is not None and _same_json(last[0], result):
         return last[1]
@@ -244,7 +245,8 @@ def _depth(value: Any) -> int:
 
 def _same_json(a: Any, b: Any) -> bool:
     """Whether ``json.dumps`` gives ``a`` and ``b`` the same text: equal values of the
-    same types, keys in the same order, floats of the same sign."""
+    same types, keys in the same order, floats of the same sign.
+    """
     kind = type(a)
     if kind is not type(b):
         return False

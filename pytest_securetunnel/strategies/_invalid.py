@@ -48,22 +48,21 @@ _MAX_OVERSHOOT = 2
 class InvalidInput:
     """A request that breaks one rule, and the error the service answers it with.
 
-    Attributes:
-        operation: The model's operation name, e.g. ``"OpenTunnel"``.
-        params: Keyword arguments for the boto3 method (also the request's JSON body).
-        constraint: The rule broken: ``"required"``, ``"min"``, ``"max"``, ``"pattern"``,
-            ``"enum"``, or a service rule (``"services-per-tunnel"``,
-            ``"unique-services"``, ``"unique-tag-keys"``, ``"reserved-tag-key"``,
-            ``"source-with-destination-config"``).
-        path: Where, in AWS' notation: ``"destinationConfig.thingName"``,
-            ``"tags.2.member.key"``.
-        error_code: The error code, e.g. ``"ValidationException"``.
-        message: The exact message for model constraints (``1 validation error
-            detected: Value '...' at '...' failed to satisfy constraint: ...``);
-            ``None`` for service rules, whose wording AWS does not document.
-        client_side: Whether botocore's own parameter validation refuses it before a
-            request is sent (required members and ``min``); boto3 then raises
-            ``ParamValidationError`` instead of a ``ClientError``.
+    :ivar operation: The model's operation name, e.g. ``"OpenTunnel"``.
+    :ivar params: Keyword arguments for the boto3 method (also the request's JSON body).
+    :ivar constraint: The rule broken: ``"required"``, ``"min"``, ``"max"``, ``"pattern"``,
+        ``"enum"``, or a service rule (``"services-per-tunnel"``,
+        ``"unique-services"``, ``"unique-tag-keys"``, ``"reserved-tag-key"``,
+        ``"source-with-destination-config"``).
+    :ivar path: Where, in AWS' notation: ``"destinationConfig.thingName"``,
+        ``"tags.2.member.key"``.
+    :ivar error_code: The error code, e.g. ``"ValidationException"``.
+    :ivar message: The exact message for model constraints (``1 validation error
+        detected: Value '...' at '...' failed to satisfy constraint: ...``);
+        ``None`` for service rules, whose wording AWS does not document.
+    :ivar client_side: Whether botocore's own parameter validation refuses it before a
+        request is sent (required members and ``min``); boto3 then raises
+        ``ParamValidationError`` instead of a ``ClientError``.
     """
 
     operation: str

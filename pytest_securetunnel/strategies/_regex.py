@@ -1,8 +1,8 @@
-"""Strings that fully match a service-model pattern (a Java regular expression).
+r"""Strings that fully match a service-model pattern (a Java regular expression).
 
-Hypothesis' ``from_regex`` reads Python's ``re`` syntax, which has no ``\\p{L}``-style
+Hypothesis' ``from_regex`` reads Python's ``re`` syntax, which has no ``\p{L}``-style
 Unicode classes. This module parses the small Java subset the AWS models use (character
-classes with ``\\p{..}``/``\\P{..}``, groups, alternation, quantifiers, anchors) and builds
+classes with ``\p{..}``/``\P{..}``, groups, alternation, quantifiers, anchors) and builds
 strategies from Unicode categories with :func:`hypothesis.strategies.characters`. Every
 value is checked with the ``regex`` module, the matcher the fake's validation uses, so a
 difference between Unicode databases can never yield an invalid value.
