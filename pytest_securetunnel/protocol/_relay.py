@@ -158,7 +158,8 @@ class RelayPolicy(Generic[K]):
 
     - SERVICE_IDS is the first message a V2/V3 connection gets.
     - A new connection on a side replaces the live one, which is closed with 1008; the
-      other side gets STREAM_RESET for its active streams.
+      other side gets STREAM_RESET for its active streams. So does a side's reconnect
+      after its connection ended (the end itself is not announced).
     - A connection opened on a tunnel that was closed (1000), deleted (1000) or whose
       token was revoked (1008) meanwhile is closed at once.
     - Valid messages go to the other side unchanged; with no connection there they are
@@ -175,6 +176,7 @@ class RelayPolicy(Generic[K]):
         self._endpoints: dict[K, _Endpoint[K]] = {}
         self._live: dict[str, K] = {}
         self._pending: collections.Counter[str] = collections.Counter()
+        self._ever_connected: set[str] = set()
 
     def __repr__(self) -> str:
         return f"<RelayPolicy live={sorted(self._live)} pending={dict(+self._pending)}>"
@@ -233,7 +235,13 @@ class RelayPolicy(Generic[K]):
             # docs/fidelity.md: a new connection replaces the old one, closed with 1008;
             # the peer receives STREAM_RESET for its active streams.
             self._close(old, 1008, f"Replaced by a new {mode} connection", actions)
+        if mode in self._ever_connected:
+            # The same for a reconnect after the old connection ended (V3 guide,
+            # 'Recovering from a crash': upon reconnection the service resets all active
+            # streams). A restarted client numbers its streams from 1 again, and a
+            # destination ignores a STREAM_START for the stream id it has active.
             self._reset_streams(_OTHER[mode], actions)
+        self._ever_connected.add(mode)
         self._live[mode] = peer
         if tunnel is TunnelState.CLOSED:
             self._close(peer, 1000, CLOSED, actions)

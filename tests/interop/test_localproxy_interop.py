@@ -628,14 +628,22 @@ def test_dropped_connection_without_client_token_ends_with_400(
     assert "Websocket read error" in source.log
 
 
+@pytest.mark.parametrize("local_connection", ["closed", "open"])
 def test_dropped_connection_with_client_token_reconnects(
     fake: SecureTunnelFake,
     proxy: TunnelProxy,
     tunnel: dict[str, Any],
     echo_address: str,
     start_localproxy: StartLocalProxy,
+    local_connection: str,
 ) -> None:
-    """With ``AWSIOT_TUNNEL_CLIENT_TOKEN`` the same token may reconnect, and traffic resumes."""
+    """With ``AWSIOT_TUNNEL_CLIENT_TOKEN`` the same token may reconnect, and traffic resumes.
+
+    The reconnected source numbers its streams from 1 again, so the destination must get
+    STREAM_RESET for the stream it has active: whether the source's local connection
+    ended before the drop (``closed``: the destination already got CONNECTION_RESET) or
+    was still open (``open``).
+    """
     tunnel_id = tunnel["tunnelId"]
     client_token = "interop-" + "0123456789abcdef" * 2
     connect_destination(start_localproxy, tunnel["destinationAccessToken"], {"SSH": echo_address})
@@ -644,15 +652,35 @@ def test_dropped_connection_with_client_token_reconnects(
         tunnel["sourceAccessToken"],
         client_token=client_token,
     )
-    assert exchange(port, b"before the drop") == b"before the drop"
     first, _ = source.wait_for(ESTABLISHED)
-    after = proxy.last_seq
-    assert proxy.drop_connection(tunnel_id, "source") == 1
-    source.wait_for(ESTABLISHED, after=first + 1)
-    resent = proxy.wait_for("sent", TIMEOUT, after=after, tunnel=tunnel_id, mode="source")
-    assert resent.message == TunnelMessage.service_ids(["SSH"])
-    source.wait_for(SERVICE_IDS_SEEN, after=first + 1)
-    source.wait_for(LISTENING, after=first + 1)
+    with contextlib.ExitStack() as held:
+        sock = held.enter_context(connect(port))
+        sock.sendall(b"before the drop")
+        assert receive_exactly(sock, 15) == b"before the drop"
+        if local_connection == "closed":
+            held.close()
+            wait_received(proxy, tunnel_id, "source", MessageType.CONNECTION_RESET, 1)
+        after = proxy.last_seq
+        assert proxy.drop_connection(tunnel_id, "source") == 1
+        second, _ = source.wait_for(ESTABLISHED, after=first + 1)
+    reconnected = proxy.wait_for("connected", TIMEOUT, after=after, tunnel=tunnel_id, mode="source")
+    first_sent = proxy.wait_for(
+        lambda e: e.kind == "sent" and e.channel_id == reconnected.channel_id,
+        TIMEOUT,
+        after=reconnected.seq,
+    )
+    assert first_sent.message == TunnelMessage.service_ids(["SSH"])
+    reset = proxy.wait_for(
+        "sent",
+        TIMEOUT,
+        after=after,
+        tunnel=tunnel_id,
+        mode="destination",
+        message_type=MessageType.STREAM_RESET,
+    )
+    assert reset.message == TunnelMessage.stream_reset(1, "SSH")
+    source.wait_for(SERVICE_IDS_SEEN, after=second + 1)
+    source.wait_for(LISTENING, after=second + 1)
     assert exchange(port, b"after the drop") == b"after the drop"
     assert connection_status(fake, tunnel_id, "source") == "CONNECTED"
     assert not [e for e in proxy.events if e.kind == "refused"]

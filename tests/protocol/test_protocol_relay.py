@@ -118,6 +118,48 @@ def test_a_new_connection_replaces_the_old_and_resets_the_peers_streams() -> Non
     assert relay.disconnected("src") == []
 
 
+def test_a_reconnect_after_a_drop_resets_the_peers_streams() -> None:
+    """The old connection ended before the new one opened: the peer is told at the reconnect.
+
+    A restarted source numbers its streams from 1 again; without the reset, the reference
+    destination ignores the new STREAM_START for the stream it still has active.
+    """
+    relay = pair()
+    relay.receive_data("src", encode_frame(start(1)))
+    reset = TunnelMessage.connection_reset(1, 1, "SSH")
+    relay.receive_data("src", encode_frame(reset))  # the stream stays active, no connection
+    assert relay.disconnected("src") == [Disconnected("source")]  # not announced to the peer
+    assert relay.connection("dst").streams.active_stream_id("SSH") == 1
+    assert connect(relay, "src2", "source") == [
+        Send("src2", TunnelMessage.service_ids(SERVICES)),
+        Send("dst", TunnelMessage.stream_reset(1, "SSH")),
+    ]
+    assert relay.connection("dst").streams.active_stream_id("SSH") is None
+    assert relay.receive_data("src2", encode_frame(start(1))) == [
+        Received("src2", start(1)),
+        Send("dst", start(1), encode_frame(start(1))),
+    ]
+
+
+def test_a_destination_reconnect_resets_the_sources_streams() -> None:
+    relay = pair()
+    relay.receive_data("src", encode_frame(start(3)))
+    relay.disconnected("dst")
+    assert connect(relay, "dst2", "destination") == [
+        Send("dst2", TunnelMessage.service_ids(SERVICES)),
+        Send("src", TunnelMessage.stream_reset(3, "SSH")),
+    ]
+
+
+def test_a_sides_first_connection_resets_nothing() -> None:
+    relay: RelayPolicy[str] = RelayPolicy()
+    connect(relay, "src", "source")
+    relay.receive_data("src", encode_frame(start(2)))  # dropped: no destination yet
+    assert connect(relay, "dst", "destination") == [
+        Send("dst", TunnelMessage.service_ids(SERVICES))
+    ]
+
+
 def test_a_violation_closes_the_offender_and_resets_the_peer() -> None:
     relay = pair()
     relay.receive_data("src", encode_frame(start(3)))

@@ -72,6 +72,8 @@ async def test_rotation_closes_that_side_1008(proxy: TunnelProxy, fake: SecureTu
     assert describe(fake, opened["tunnelId"])["sourceConnectionState"]["status"] == "DISCONNECTED"
     again = await connect_client(proxy, rotated["sourceAccessToken"], "source")
     await again.recv()
+    # The source reconnected: the destination's stream of the revoked connection ends.
+    assert await recv_messages(dst) == [TunnelMessage.stream_reset(1, "SSH")]
     await start_stream(again, dst, stream_id=2)
     await asyncio.gather(again.close(), dst.close())
 
