@@ -10,6 +10,7 @@ and emits every event), on two fakes with the same seed and the same frozen cloc
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -184,11 +185,26 @@ def test_values_that_are_not_plain_json_are_never_compared() -> None:
 
 
 def test_invocation_ids_are_version_4_uuids() -> None:
-    ids = {_uuid4() for _ in range(200)}
-    assert len(ids) == 200
+    ids = {_uuid4() for _ in range(1000)}  # several refills of the random pool
+    assert len(ids) == 1000
     for text in ids:
         parsed = uuid.UUID(text)
         assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_draws_invocation_ids_of_its_own() -> None:
+    _uuid4()  # the pool now holds unused numbers
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        os.write(write, _uuid4().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read, "rb") as pipe:
+        child = pipe.read().decode()
+    assert child != _uuid4()
 
 
 def retries_seen(client: Any) -> list[dict[str, Any]]:

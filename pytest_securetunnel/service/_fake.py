@@ -8,7 +8,7 @@ out. The botocore hooks and the HTTP server both call it. The wire handling is i
 
 from __future__ import annotations
 
-import base64
+import binascii
 import collections
 import heapq
 import random
@@ -51,6 +51,7 @@ CLOSED_RETENTION_SECONDS = 3 * 3600.0  # AWS: visible "for at least three hours"
 # RFC 4122 version 4: version nibble 4, variant bits 10 (as uuid.UUID(version=4) sets).
 _UUID4_KEEP = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
 _UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 Listener = Callable[[str, Tunnel, "Mode | None"], None]
@@ -443,7 +444,8 @@ class SecureTunnelFake:
     def _new_token(self, tunnel_id: str, backend: Backend, mode: Mode) -> str:
         # Real tokens are 600 characters of base64url starting with "AQGAAXi" (as observed).
         raw = self._rng.getrandbits(444 * 8).to_bytes(444, "big")
-        token = "AQGAAXiA" + base64.urlsafe_b64encode(raw).decode()
+        # base64.urlsafe_b64encode(raw), without its wrappers.
+        token = "AQGAAXiA" + binascii.b2a_base64(raw, newline=False).translate(_URLSAFE).decode()
         self._tokens[token] = TokenRecord(
             token, tunnel_id, backend.account_id, backend.region, mode
         )

@@ -183,14 +183,15 @@ def _decode(body: bytes) -> dict[str, Any]:
     return params
 
 
-#: Operations whose every answer is new (fresh access tokens): never worth comparing.
-_FRESH_ANSWERS = frozenset({"OpenTunnel", "RotateTunnelAccessToken"})
+#: Operations whose every answer is new (fresh access tokens): never worth comparing
+#: with, or parsing once for, a later answer.
+FRESH_ANSWERS = frozenset({"OpenTunnel", "RotateTunnelAccessToken"})
 
 
 def _encode(fake: WireFake, operation: str, result: dict[str, Any]) -> bytes:
     """``json.dumps(result).encode()``; the same bytes object again for an answer that
     repeats the last one (so a client's parse of it can be reused)."""
-    if operation in _FRESH_ANSWERS:
+    if operation in FRESH_ANSWERS:
         return json.dumps(result).encode()
     key = _answer_key(result)
     last = fake._last_answer.get(operation)

@@ -10,6 +10,7 @@ call records and state must be identical.
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import uuid
@@ -159,3 +160,14 @@ def test_tunnel_ids_are_the_version_4_uuids_of_the_seeded_bits() -> None:
     twin = random.Random(11)
     for _ in range(200):
         assert fake._new_id() == str(uuid.UUID(int=twin.getrandbits(128), version=4))
+
+
+def test_access_tokens_are_the_base64url_of_the_seeded_bits() -> None:
+    fake = SecureTunnelFake(seed=12)
+    twin = random.Random(12)
+    backend = fake.backend()
+    for _ in range(50):
+        raw = twin.getrandbits(444 * 8).to_bytes(444, "big")
+        want = "AQGAAXiA" + base64.urlsafe_b64encode(raw).decode()
+        assert fake._new_token("t", backend, "source") == want
+        assert len(want) == 600
