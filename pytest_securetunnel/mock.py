@@ -175,6 +175,7 @@ def _uuid4() -> str:
 _RANDOM_POOL: list[int] = []
 if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
     os.register_at_fork(after_in_child=_RANDOM_POOL.clear)
+
 # RFC 4122 version 4: version nibble 4, variant bits 10 (as uuid.UUID(version=4) sets).
 _UUID4_KEEP = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
 _UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
