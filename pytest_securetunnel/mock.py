@@ -57,6 +57,7 @@ from pytest_securetunnel._lifecycle import Lifecycle
 from pytest_securetunnel._sigv4 import sigv4_scope
 from pytest_securetunnel._unreachable import handle_at
 from pytest_securetunnel.service import SERVICE_NAME, SecureTunnelFake, WireResponse
+from pytest_securetunnel.service._wire import FRESH_ANSWERS
 
 __all__ = [
     "MockSecureTunneling",
@@ -157,12 +158,24 @@ def _note_attempt(context: dict[str, Any], attempt: int) -> dict[str, Any]:
 
 
 def _uuid4() -> str:
-    """``str(uuid.uuid4())``, without building a ``UUID`` object: the same random bits."""
-    n = int.from_bytes(os.urandom(16), "big")
+    """``str(uuid.uuid4())``, without building a ``UUID`` object: the same random bits
+    (``os.urandom``), read 4 KiB at a time.
+    """
+    try:
+        n = _RANDOM_POOL.pop()
+    except IndexError:
+        pool = os.urandom(4096)
+        _RANDOM_POOL.extend(int.from_bytes(pool[i : i + 16], "big") for i in range(0, 4096, 16))
+        n = _RANDOM_POOL.pop()
     n = (n & _UUID4_KEEP) | _UUID4_SET
     h = f"{n:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
+
+#: Random 128-bit numbers not used yet (a forked child starts afresh, sharing none).
+_RANDOM_POOL: list[int] = []
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_RANDOM_POOL.clear)
 
 # RFC 4122 version 4: version nibble 4, variant bits 10 (as uuid.UUID(version=4) sets).
 _UUID4_KEEP = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
@@ -341,7 +354,7 @@ class _Hook:
             # As botocore's endpoint does (_add_modeled_error_fields): a modeled
             # error's members, e.g. "message", join the response.
             parsed.update(modeled)
-        if status < 300:
+        if status < 300 and key[0] not in FRESH_ANSWERS:
             if len(self._parsed) >= 512:
                 self._parsed.clear()
             self._parsed[key] = _copy({k: v for k, v in parsed.items() if k != "ResponseMetadata"})

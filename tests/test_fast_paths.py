@@ -9,6 +9,8 @@ and emits every event), on two fakes with the same seed and the same frozen cloc
 
 from __future__ import annotations
 
+import json
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,7 +24,7 @@ from freezegun import freeze_time
 
 from pytest_securetunnel import SecureTunnelFake, attach
 from pytest_securetunnel.mock import _uuid4
-from pytest_securetunnel.service._wire import _same_json
+from pytest_securetunnel.service._wire import _answer_key
 
 KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
@@ -151,28 +153,58 @@ def test_mutating_the_recorded_response_changes_no_later_answer() -> None:
         ({"n": 1}, {"n": True}),
         ({"n": 1}, {"n": 1.0}),
         ({"n": 0.0}, {"n": -0.0}),
+        ({"n": 0.1 + 0.2}, {"n": 0.3}),
         ({"a": 1, "b": 2}, {"b": 2, "a": 1}),
         ({"l": [1, 2]}, {"l": [1, 2, 3]}),
         ({"l": [1, 2]}, {"l": (1, 2)}),
-        ({"n": float("nan")}, {"n": float("nan")}),
+        ({"l": [[1], [2]]}, {"l": [[1, 2]]}),
         ({"s": "x"}, {"s": "y"}),
+        ({"s": "\u00e9"}, {"s": "e\u0301"}),
+        ({"n": None}, {"n": "None"}),
+        ({"n": None}, {}),
     ],
 )
 def test_a_repeated_encoding_needs_identical_json(a: Any, b: Any) -> None:
-    assert not _same_json(a, b)
+    assert _answer_key(a) != _answer_key(b)
 
 
 def test_identical_json_is_recognised() -> None:
-    value = {"t": {"a": [1, 2.5, "x", None, True], "b": {"c": -0.0}}}
-    assert _same_json(value, {"t": {"a": [1, 2.5, "x", None, True], "b": {"c": -0.0}}})
+    shared = ["x"]
+    value = {"t": {"a": [1, 2.5, "x", None, True], "b": {"c": -0.0}, "d": shared, "e": shared}}
+    twin = {"t": {"a": [1, 2.5, "x", None, True], "b": {"c": -0.0}, "d": ["x"], "e": ["x"]}}
+    assert _answer_key(value) == _answer_key(twin)
+    assert json.dumps(value) == json.dumps(twin)
+
+
+class _Text(str):
+    pass
+
+
+def test_values_that_are_not_plain_json_are_never_compared() -> None:
+    assert _answer_key({"s": _Text("x")}) is None
 
 
 def test_invocation_ids_are_version_4_uuids() -> None:
-    ids = {_uuid4() for _ in range(200)}
-    assert len(ids) == 200
+    ids = {_uuid4() for _ in range(1000)}  # several refills of the random pool
+    assert len(ids) == 1000
     for text in ids:
         parsed = uuid.UUID(text)
         assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_draws_invocation_ids_of_its_own() -> None:
+    _uuid4()  # the pool now holds unused numbers
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        os.write(write, _uuid4().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read, "rb") as pipe:
+        child = pipe.read().decode()
+    assert child != _uuid4()
 
 
 def retries_seen(client: Any) -> list[dict[str, Any]]:

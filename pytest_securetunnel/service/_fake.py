@@ -8,13 +8,12 @@ out. The botocore hooks and the HTTP server both call it. The wire handling is i
 
 from __future__ import annotations
 
-import base64
+import binascii
 import collections
 import heapq
 import random
 import secrets
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from html import escape
 from typing import Any, Literal
@@ -49,6 +48,10 @@ from pytest_securetunnel.service._wire import CallRecord, WireResponse
 DEFAULT_ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "us-east-1"
 CLOSED_RETENTION_SECONDS = 3 * 3600.0  # AWS: visible "for at least three hours"
+# RFC 4122 version 4: version nibble 4, variant bits 10 (as uuid.UUID(version=4) sets).
+_UUID4_KEEP = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 Listener = Callable[[str, Tunnel, "Mode | None"], None]
@@ -112,8 +115,11 @@ class SecureTunnelFake:
         self._backends: dict[tuple[str, str], Backend] = {}
         self._tokens: dict[str, TokenRecord] = {}
         # Request bodies that passed model validation, so a repeated call skips it.
-        # Keyed by a digest, so the cache holds no request body.
+        # Keyed by a digest, so the cache holds no large request body.
         self._valid_bodies: dict[tuple[str, bytes], None] = {}
+        # Small request bodies that passed validation: their params (marshalled, to be
+        # rebuilt afresh for each call's record) and the params the operation is given.
+        self._prepared: dict[tuple[str, bytes], tuple[bytes, dict[str, Any]]] = {}
         self._data_plane: list[DataPlaneEvent] = []
         # Every token of each tunnel, dropped once the tunnel's retention ends.
         self._tunnel_tokens: dict[str, list[str]] = {}
@@ -121,8 +127,8 @@ class SecureTunnelFake:
         self._due: list[tuple[float, tuple[str, str]]] = []
         self._scheduled: dict[tuple[str, str], float] = {}
         self._scheduled_retention = self.closed_retention_seconds
-        # The last answer of each operation (a private copy) and its encoding.
-        self._last_answer: dict[str, tuple[Any, bytes]] = {}
+        # The last answer of each operation (its exact-comparison key) and its encoding.
+        self._last_answer: dict[str, tuple[bytes, bytes]] = {}
 
     # -- inspection ---------------------------------------------------------------
 
@@ -431,12 +437,16 @@ class SecureTunnelFake:
     # -- helpers used by the operations ------------------------------------------
 
     def _new_id(self) -> str:
-        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+        # str(uuid.UUID(int=bits, version=4)), without building the UUID object.
+        n = (self._rng.getrandbits(128) & _UUID4_KEEP) | _UUID4_SET
+        h = f"{n:032x}"
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
     def _new_token(self, tunnel_id: str, backend: Backend, mode: Mode) -> str:
         # Real tokens are 600 characters of base64url starting with "AQGAAXi" (as observed).
         raw = self._rng.getrandbits(444 * 8).to_bytes(444, "big")
-        token = "AQGAAXiA" + base64.urlsafe_b64encode(raw).decode()
+        # base64.urlsafe_b64encode(raw), without its wrappers.
+        token = "AQGAAXiA" + binascii.b2a_base64(raw, newline=False).translate(_URLSAFE).decode()
         self._tokens[token] = TokenRecord(
             token, tunnel_id, backend.account_id, backend.region, mode
         )

@@ -272,12 +272,11 @@ class Backend:
 
     def next_deadline(self, retention: float) -> float | None:
         """When :meth:`refresh` next has something to do, or ``None``."""
-        times = []
-        if self._expiries:
-            times.append(self._expiries[0][0])
-        if self._endings:
-            times.append(self._endings[0][0] + retention)
-        return min(times) if times else None
+        expiry = self._expiries[0][0] if self._expiries else None
+        if not self._endings:
+            return expiry
+        ending = self._endings[0][0] + retention
+        return ending if expiry is None else min(expiry, ending)
 
     def refresh(self, now: float, retention: float) -> tuple[list[Tunnel], list[Tunnel], list[str]]:
         """Apply every deadline passed by ``now``.

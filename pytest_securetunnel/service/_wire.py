@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
+import marshal
 import random
 import threading
 from dataclasses import dataclass
@@ -28,6 +28,10 @@ from pytest_securetunnel.service._state import Backend
 _JSON_HEADERS = {"content-type": "application/x-amz-json-1.1"}
 #: Deepest nesting of objects and arrays a request body may have (the model needs 3).
 MAX_JSON_DEPTH = 32
+#: Request bodies up to this size are kept, decoded and validated, for a repeated call.
+MAX_PREPARED_BODY = 1024
+#: How many requests each of those caches keeps (it starts afresh when full).
+MAX_CACHED_REQUESTS = 1024
 
 
 @dataclass(slots=True)
@@ -75,7 +79,8 @@ class WireFake(FakeState, Protocol):
     calls: CallLog[CallRecord]
     _lock: threading.RLock
     _valid_bodies: dict[tuple[str, bytes], None]
-    _last_answer: dict[str, tuple[Any, bytes]]
+    _prepared: dict[tuple[str, bytes], tuple[bytes, dict[str, Any]]]
+    _last_answer: dict[str, tuple[bytes, bytes]]
     _request_rng: random.Random
 
     def check_region(self, region: str) -> None: ...
@@ -114,6 +119,49 @@ def handle(
             )
     account_id = account_id or fake.default_account_id
     region = region or fake.default_region
+    small = len(body) <= MAX_PREPARED_BODY
+    prepared = fake._prepared.get((operation, body)) if small else None
+    try:
+        if prepared is not None:
+            # A body seen before: decoded, checked and validated then; its params afresh.
+            result = _run(
+                fake,
+                operation,
+                marshal.loads(prepared[0]),
+                account_id,
+                region,
+                (attempt, retry_delay),
+                prepared[1],
+            )
+        else:
+            try:
+                params = _decode(body)
+            except ServiceError as exc:
+                return _error_response(fake, exc)
+            digest = b"" if small else hashlib.blake2b(body, digest_size=16).digest()
+            key = (operation, digest)
+            result = _run(
+                fake,
+                operation,
+                params,
+                account_id,
+                region,
+                (attempt, retry_delay),
+                None,
+                validated=not small and key in fake._valid_bodies,
+                prepare=(operation, body) if small else None,
+            )
+            if not small:
+                if len(fake._valid_bodies) >= MAX_CACHED_REQUESTS:
+                    fake._valid_bodies.clear()
+                fake._valid_bodies[key] = None
+    except ServiceError as exc:
+        return _error_response(fake, exc)
+    return WireResponse(200, _headers(fake), _encode(fake, operation, result))
+
+
+def _decode(body: bytes) -> dict[str, Any]:
+    """The request's JSON object, or the ``SerializationException`` AWS answers."""
     try:
         params = json.loads(body) if body else {}
         if not isinstance(params, dict):
@@ -124,44 +172,51 @@ def handle(
                 f"Request body is nested more than {MAX_JSON_DEPTH} levels deep",
             )
     except ValueError as exc:
-        error = ServiceError("SerializationException", f"Request body is not valid JSON: {exc}")
-        return _error_response(fake, error)
+        raise ServiceError(
+            "SerializationException", f"Request body is not valid JSON: {exc}"
+        ) from None
     except RecursionError:
-        error = ServiceError(
+        raise ServiceError(
             "SerializationException",
             f"Request body is nested more than {MAX_JSON_DEPTH} levels deep",
-        )
-        return _error_response(fake, error)
-    except ServiceError as exc:
-        return _error_response(fake, exc)
-    key = (operation, hashlib.blake2b(body, digest_size=16).digest())
-    try:
-        result = fake.call(
-            operation,
-            params,
-            account_id=account_id,
-            region=region,
-            _validated=key in fake._valid_bodies,
-            _attempt=(attempt, retry_delay),
-        )
-    except ServiceError as exc:
-        return _error_response(fake, exc)
-    if len(fake._valid_bodies) >= 1024:
-        fake._valid_bodies.clear()
-    fake._valid_bodies[key] = None
-    return WireResponse(200, _headers(fake), _encode(fake, operation, result))
+        ) from None
+    return params
+
+
+#: Operations whose every answer is new (fresh access tokens): never worth comparing
+#: with, or parsing once for, a later answer.
+FRESH_ANSWERS = frozenset({"OpenTunnel", "RotateTunnelAccessToken"})
 
 
 def _encode(fake: WireFake, operation: str, result: dict[str, Any]) -> bytes:
     """``json.dumps(result).encode()``; the same bytes object again for an answer that
     repeats the last one (so a client's parse of it can be reused).
     """
+    if operation in FRESH_ANSWERS:
+        return json.dumps(result).encode()
+    key = _answer_key(result)
     last = fake._last_answer.get(operation)
-    if last is not None and _same_json(last[0], result):
+    if key is not None and last is not None and last[0] == key:
         return last[1]
     body = json.dumps(result).encode()
-    fake._last_answer[operation] = (_json_copy(result), body)
+    if key is not None:
+        fake._last_answer[operation] = (key, body)
     return body
+
+
+def _answer_key(value: Any) -> bytes | None:
+    """Bytes equal for two values exactly when they are the same JSON data: same types,
+    values (floats bit for bit), key order and nesting (``None`` for a value that is not
+    plain JSON data).
+
+    ``marshal`` format 2 writes each value in full (no back-references), floats in binary,
+    and ``marshal.loads`` rebuilds the value from the bytes alone: equal bytes, equal
+    rebuilt values, hence the same ``json.dumps`` text.
+    """
+    try:
+        return marshal.dumps(value, 2)
+    except ValueError:  # a type marshal does not write (subclasses included)
+        return None
 
 
 def _headers(fake: WireFake) -> dict[str, str]:
@@ -188,25 +243,56 @@ def call(
     _attempt: tuple[int, float] = (1, 0.0),
 ) -> dict[str, Any]:
     """:meth:`SecureTunnelFake.call <pytest_securetunnel.service.SecureTunnelFake.call>`."""
+    return _run(
+        fake,
+        operation,
+        params,
+        account_id or fake.default_account_id,
+        region or fake.default_region,
+        _attempt,
+        None,
+        validated=_validated,
+    )
+
+
+def _run(
+    fake: WireFake,
+    operation: str,
+    params: dict[str, Any],
+    account_id: str,
+    region: str,
+    attempt: tuple[int, float],
+    given: dict[str, Any] | None,
+    *,
+    validated: bool = False,
+    prepare: tuple[str, bytes] | None = None,
+) -> dict[str, Any]:
+    """Run one call and record it. ``given`` is ``params`` already validated and with its
+    nulls dropped (from :attr:`_prepared`); ``prepare`` is the key to store them under
+    there once they validate.
+    """
     handler = _OPERATIONS.get(operation)
-    account_id = account_id or fake.default_account_id
-    region = region or fake.default_region
     # First, as a real client reaches no service in a region without an endpoint:
     # UnknownRegionError, and nothing is recorded.
     fake.check_region(region)
-    record = _Recorder(fake, operation, params, account_id, region, _attempt)
     if handler is None:
-        raise record.fail(
-            ServiceError("UnknownOperationException", f"Unknown operation {operation!r}")
-        )
-    try:
-        violations = [] if _validated else _model.validate(operation, params)
-    except _model.SerializationError as exc:
-        raise record.fail(ServiceError("SerializationException", str(exc))) from None
-    if violations:
-        raise record.fail(validation_error(_model.validation_message(violations)))
-    # JSON null means "absent" for an optional member (required ones were checked).
-    given = _without_nulls(params)
+        error = ServiceError("UnknownOperationException", f"Unknown operation {operation!r}")
+        raise _failed(fake, operation, params, account_id, region, attempt, error)
+    if given is None:
+        try:
+            violations = [] if validated else _model.validate(operation, params)
+        except _model.SerializationError as exc:
+            error = ServiceError("SerializationException", str(exc))
+            raise _failed(fake, operation, params, account_id, region, attempt, error) from None
+        if violations:
+            error = validation_error(_model.validation_message(violations))
+            raise _failed(fake, operation, params, account_id, region, attempt, error)
+        # JSON null means "absent" for an optional member (required ones were checked).
+        given = _without_nulls(params)
+        if prepare is not None:
+            if len(fake._prepared) >= MAX_CACHED_REQUESTS:
+                fake._prepared.clear()
+            fake._prepared[prepare] = (marshal.dumps(params, 2), given)
     with fake._lock:
         backend = fake.backend(account_id, region)
         fake._refresh_all()
@@ -214,7 +300,7 @@ def call(
             result = handler(fake, backend, given)
         except ServiceError as exc:
             fake._schedule(backend)
-            raise record.fail(exc) from None
+            raise _failed(fake, operation, params, account_id, region, attempt, exc) from None
         except Exception as exc:
             raise FakeInternalError(
                 f"pytest-securetunnel's fake failed while handling {operation} "
@@ -222,9 +308,46 @@ def call(
                 "not an answer AWS would give; please report it."
             ) from exc
         fake._schedule(backend)
-    record.ok(result)
+    fake.calls.append(
+        CallRecord(
+            operation,
+            params,
+            account_id,
+            region,
+            200,
+            response=result,
+            attempt=attempt[0],
+            retry_delay=attempt[1],
+        )
+    )
     fake._deliver()
     return result
+
+
+def _failed(
+    fake: WireFake,
+    operation: str,
+    params: dict[str, Any],
+    account_id: str,
+    region: str,
+    attempt: tuple[int, float],
+    error: ServiceError,
+) -> ServiceError:
+    """Record a failed call; return its error to raise."""
+    fake.calls.append(
+        CallRecord(
+            operation,
+            params,
+            account_id,
+            region,
+            error.status,
+            error_code=error.code,
+            error_message=error.message,
+            attempt=attempt[0],
+            retry_delay=attempt[1],
+        )
+    )
+    return error
 
 
 def _depth(value: Any) -> int:
@@ -243,37 +366,6 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def _same_json(a: Any, b: Any) -> bool:
-    """Whether ``json.dumps`` gives ``a`` and ``b`` the same text: equal values of the
-    same types, keys in the same order, floats of the same sign.
-    """
-    kind = type(a)
-    if kind is not type(b):
-        return False
-    if kind is dict:
-        if len(a) != len(b):
-            return False
-        for (ka, va), (kb, vb) in zip(a.items(), b.items(), strict=True):
-            if (ka is not kb and (type(ka) is not type(kb) or ka != kb)) or not _same_json(va, vb):
-                return False
-        return True
-    if kind is list:
-        return len(a) == len(b) and all(map(_same_json, a, b))
-    if kind is float:
-        return bool(a == b and (a != 0.0 or math.copysign(1.0, a) == math.copysign(1.0, b)))
-    return bool(a == b)
-
-
-def _json_copy(value: Any) -> Any:
-    """A deep copy of JSON data (dicts and lists; other values are immutable)."""
-    kind = type(value)
-    if kind is dict:
-        return {k: _json_copy(v) for k, v in value.items()}
-    if kind is list:
-        return [_json_copy(v) for v in value]
-    return value
-
-
 def _without_nulls(value: Any) -> Any:
     """``value`` with every ``null`` structure member dropped, recursively."""
     if isinstance(value, dict):
@@ -281,48 +373,3 @@ def _without_nulls(value: Any) -> Any:
     if isinstance(value, list):
         return [_without_nulls(v) for v in value]
     return value
-
-
-class _Recorder:
-    def __init__(
-        self,
-        fake: WireFake,
-        operation: str,
-        params: dict[str, Any],
-        account: str,
-        region: str,
-        attempt: tuple[int, float] = (1, 0.0),
-    ) -> None:
-        self.fake, self.operation, self.params = fake, operation, params
-        self.account, self.region = account, region
-        self.attempt, self.retry_delay = attempt
-
-    def fail(self, error: ServiceError) -> ServiceError:
-        self.fake.calls.append(
-            CallRecord(
-                self.operation,
-                self.params,
-                self.account,
-                self.region,
-                error.status,
-                error_code=error.code,
-                error_message=error.message,
-                attempt=self.attempt,
-                retry_delay=self.retry_delay,
-            )
-        )
-        return error
-
-    def ok(self, result: dict[str, Any]) -> None:
-        self.fake.calls.append(
-            CallRecord(
-                self.operation,
-                self.params,
-                self.account,
-                self.region,
-                200,
-                response=result,
-                attempt=self.attempt,
-                retry_delay=self.retry_delay,
-            )
-        )
