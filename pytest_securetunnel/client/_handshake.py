@@ -2,23 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
 import ssl as ssl_module
-from collections.abc import Iterable, Mapping
-from typing import Literal
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Final, Literal
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus
+from websockets.sync import client as sync_client
 from websockets.typing import Subprotocol
 
 from ..protocol import MAX_WEBSOCKET_FRAME_SIZE, ClientMode, ProtocolVersion
 from ._errors import HandshakeError, HandshakeRefused
 
-__all__ = ["HeadersLike", "TokenLocation", "open_tunnel_websocket", "tunnel_url"]
+__all__ = [
+    "KEEPALIVE_INTERVAL",
+    "HeadersLike",
+    "TokenLocation",
+    "open_tunnel_websocket",
+    "open_tunnel_websocket_sync",
+    "tunnel_url",
+]
 
 #: Where the client access token goes: the ``access-token`` header or the cookie.
 TokenLocation = Literal["header", "cookie"]
 #: Extra handshake headers: a mapping or ``(name, value)`` pairs (names may repeat).
 HeadersLike = Mapping[str, str] | Iterable[tuple[str, str]]
+
+#: Seconds between keepalive pings (localproxy pings every 20 s).
+KEEPALIVE_INTERVAL: Final = 20.0
 
 _USER_AGENT = "pytest-securetunnel"
 
@@ -66,6 +78,67 @@ def _refusal(exc: InvalidStatus) -> HandshakeRefused:
     )
 
 
+def _connect_arguments(
+    endpoint: str,
+    token: str | None,
+    mode: ClientMode,
+    version: ProtocolVersion,
+    *,
+    client_token: str | None,
+    ssl: ssl_module.SSLContext | None,
+    token_in: TokenLocation,
+    extra_headers: HeadersLike | None,
+    open_timeout: float | None,
+) -> tuple[str, dict[str, Any]]:
+    """The URL and the arguments of ``connect`` both websockets clients share."""
+    url = tunnel_url(endpoint, mode, secure=ssl is not None)
+    if ssl is not None and url.startswith("ws://"):
+        raise ValueError(
+            f"endpoint {endpoint!r} is plain ws:// but ssl= was given: pair ssl= with a "
+            "wss:// endpoint (proxy.tls_endpoint, ssl=proxy.ssl_context), or drop ssl= "
+            "to use the ws:// endpoint (proxy.endpoint)"
+        )
+    headers = _handshake_headers(token, token_in, client_token, extra_headers)
+    return url, {
+        # localproxy offers exactly one subprotocol.
+        "subprotocols": [Subprotocol(version.subprotocol)],
+        "additional_headers": headers,
+        "user_agent_header": _USER_AGENT,
+        "compression": None,
+        "proxy": None,
+        "open_timeout": open_timeout,
+        # localproxy: pings every 20 s and has no pong timeout.
+        "ping_timeout": None,
+        # All protocol guides: WebSocket frames are at most 131076 bytes.
+        "max_size": MAX_WEBSOCKET_FRAME_SIZE,
+    }
+
+
+@contextlib.contextmanager
+def _handshake_errors(url: str, ssl: ssl_module.SSLContext | None) -> Iterator[None]:
+    """Turn websockets' and ssl's handshake failures into :class:`HandshakeError`."""
+    try:
+        yield
+    except InvalidStatus as exc:
+        raise _refusal(exc) from None
+    except InvalidHandshake as exc:
+        raise HandshakeError(f"WebSocket handshake with {url} failed: {exc}") from exc
+    except ssl_module.SSLCertVerificationError as exc:
+        hint = (
+            "the toolkit's proxy uses its own CA: pass ssl=proxy.ssl_context with "
+            "proxy.tls_endpoint, or use proxy.endpoint (ws://) without ssl="
+            if ssl is None
+            else "the ssl= context does not trust the server's certificate"
+        )
+        raise HandshakeError(
+            f"TLS certificate of {url} not trusted ({exc.verify_message}): {hint}"
+        ) from exc
+
+
+# localproxy: a 101 without Sec-WebSocket-Protocol is an error.
+_NO_SUBPROTOCOL = "No websocket subprotocol returned from proxy server!"
+
+
 async def open_tunnel_websocket(
     endpoint: str,
     token: str | None,
@@ -84,48 +157,68 @@ async def open_tunnel_websocket(
     for any other handshake failure, an untrusted certificate included. ``ValueError`` for
     ``ssl=`` with a ``ws://`` endpoint. Connection errors (``OSError``) propagate.
     """
-    url = tunnel_url(endpoint, mode, secure=ssl is not None)
-    if ssl is not None and url.startswith("ws://"):
-        raise ValueError(
-            f"endpoint {endpoint!r} is plain ws:// but ssl= was given: pair ssl= with a "
-            "wss:// endpoint (proxy.tls_endpoint, ssl=proxy.ssl_context), or drop ssl= "
-            "to use the ws:// endpoint (proxy.endpoint)"
-        )
-    headers = _handshake_headers(token, token_in, client_token, extra_headers)
-    try:
+    url, arguments = _connect_arguments(
+        endpoint,
+        token,
+        mode,
+        version,
+        client_token=client_token,
+        ssl=ssl,
+        token_in=token_in,
+        extra_headers=extra_headers,
+        open_timeout=open_timeout,
+    )
+    with _handshake_errors(url, ssl):
         websocket = await connect(
             url,
             # wss:// without a context: the system's trust store, as any client would.
             ssl=ssl if ssl is not None or url.startswith("ws://") else True,
-            # localproxy offers exactly one subprotocol.
-            subprotocols=[Subprotocol(version.subprotocol)],
-            additional_headers=headers,
-            user_agent_header=_USER_AGENT,
-            compression=None,
-            proxy=None,
-            open_timeout=open_timeout,
-            ping_interval=20,
-            # localproxy: pings every 20 s and has no pong timeout.
-            ping_timeout=None,
-            # All protocol guides: WebSocket frames are at most 131076 bytes.
-            max_size=MAX_WEBSOCKET_FRAME_SIZE,
+            ping_interval=KEEPALIVE_INTERVAL,
+            **arguments,
         )
-    except InvalidStatus as exc:
-        raise _refusal(exc) from None
-    except InvalidHandshake as exc:
-        raise HandshakeError(f"WebSocket handshake with {url} failed: {exc}") from exc
-    except ssl_module.SSLCertVerificationError as exc:
-        hint = (
-            "the toolkit's proxy uses its own CA: pass ssl=proxy.ssl_context with "
-            "proxy.tls_endpoint, or use proxy.endpoint (ws://) without ssl="
-            if ssl is None
-            else "the ssl= context does not trust the server's certificate"
-        )
-        raise HandshakeError(
-            f"TLS certificate of {url} not trusted ({exc.verify_message}): {hint}"
-        ) from exc
     if websocket.subprotocol is None:
         await websocket.close()
-        # localproxy: a 101 without Sec-WebSocket-Protocol is an error.
-        raise HandshakeError("No websocket subprotocol returned from proxy server!")
+        raise HandshakeError(_NO_SUBPROTOCOL)
+    return websocket
+
+
+def open_tunnel_websocket_sync(
+    endpoint: str,
+    token: str | None,
+    mode: ClientMode,
+    version: ProtocolVersion,
+    *,
+    client_token: str | None,
+    ssl: ssl_module.SSLContext | None,
+    token_in: TokenLocation,
+    extra_headers: HeadersLike | None,
+    open_timeout: float | None,
+) -> sync_client.ClientConnection:
+    """:func:`open_tunnel_websocket` on ``websockets.sync``, with the same errors.
+
+    The connection sends no keepalive pings of its own: its reader pings every
+    :data:`KEEPALIVE_INTERVAL` seconds, so no thread outlives :meth:`close`.
+    """
+    url, arguments = _connect_arguments(
+        endpoint,
+        token,
+        mode,
+        version,
+        client_token=client_token,
+        ssl=ssl,
+        token_in=token_in,
+        extra_headers=extra_headers,
+        open_timeout=open_timeout,
+    )
+    with _handshake_errors(url, ssl):
+        # wss:// without a context: websockets uses the system's trust store.
+        connection: sync_client.ClientConnection = sync_client.connect(
+            url, ssl=ssl, ping_interval=None, **arguments
+        )
+    # The caller owns the connection and closes it: the context manager protocol says so
+    # (websockets 17.1+ warns about a connection used without it).
+    websocket = connection.__enter__()
+    if websocket.subprotocol is None:
+        websocket.close()
+        raise HandshakeError(_NO_SUBPROTOCOL)
     return websocket
