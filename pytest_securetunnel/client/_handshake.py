@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ssl as ssl_module
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final, Literal
@@ -19,8 +20,10 @@ __all__ = [
     "KEEPALIVE_INTERVAL",
     "HeadersLike",
     "TokenLocation",
+    "TunnelHandshake",
     "open_tunnel_websocket",
     "open_tunnel_websocket_sync",
+    "tunnel_handshake",
     "tunnel_url",
 ]
 
@@ -46,6 +49,15 @@ def tunnel_url(endpoint: str, mode: ClientMode, *, secure: bool) -> str:
         base = f"{'wss' if secure else 'ws'}://{base}"
     # All protocol guides: 'GET /tunnel?local-proxy-mode=source|destination'.
     return f"{base}/tunnel?local-proxy-mode={mode.value}"
+
+
+@dataclasses.dataclass(frozen=True)
+class TunnelHandshake:
+    """The WebSocket request to a tunneling proxy (see :func:`tunnel_handshake`)."""
+
+    url: str
+    ssl: ssl_module.SSLContext | None
+    arguments: dict[str, Any]
 
 
 def _handshake_headers(
@@ -78,7 +90,7 @@ def _refusal(exc: InvalidStatus) -> HandshakeRefused:
     )
 
 
-def _connect_arguments(
+def tunnel_handshake(
     endpoint: str,
     token: str | None,
     mode: ClientMode,
@@ -89,8 +101,11 @@ def _connect_arguments(
     token_in: TokenLocation,
     extra_headers: HeadersLike | None,
     open_timeout: float | None,
-) -> tuple[str, dict[str, Any]]:
-    """The URL and the arguments of ``connect`` both websockets clients share."""
+) -> TunnelHandshake:
+    """What to ask of the proxy: the URL and the arguments of either websockets ``connect``.
+
+    Raises ``ValueError`` for ``ssl=`` with a ``ws://`` endpoint.
+    """
     url = tunnel_url(endpoint, mode, secure=ssl is not None)
     if ssl is not None and url.startswith("ws://"):
         raise ValueError(
@@ -99,19 +114,23 @@ def _connect_arguments(
             "to use the ws:// endpoint (proxy.endpoint)"
         )
     headers = _handshake_headers(token, token_in, client_token, extra_headers)
-    return url, {
-        # localproxy offers exactly one subprotocol.
-        "subprotocols": [Subprotocol(version.subprotocol)],
-        "additional_headers": headers,
-        "user_agent_header": _USER_AGENT,
-        "compression": None,
-        "proxy": None,
-        "open_timeout": open_timeout,
-        # localproxy: pings every 20 s and has no pong timeout.
-        "ping_timeout": None,
-        # All protocol guides: WebSocket frames are at most 131076 bytes.
-        "max_size": MAX_WEBSOCKET_FRAME_SIZE,
-    }
+    return TunnelHandshake(
+        url,
+        ssl,
+        {
+            # localproxy offers exactly one subprotocol.
+            "subprotocols": [Subprotocol(version.subprotocol)],
+            "additional_headers": headers,
+            "user_agent_header": _USER_AGENT,
+            "compression": None,
+            "proxy": None,
+            "open_timeout": open_timeout,
+            # localproxy: pings every 20 s and has no pong timeout.
+            "ping_timeout": None,
+            # All protocol guides: WebSocket frames are at most 131076 bytes.
+            "max_size": MAX_WEBSOCKET_FRAME_SIZE,
+        },
+    )
 
 
 @contextlib.contextmanager
@@ -139,42 +158,21 @@ def _handshake_errors(url: str, ssl: ssl_module.SSLContext | None) -> Iterator[N
 _NO_SUBPROTOCOL = "No websocket subprotocol returned from proxy server!"
 
 
-async def open_tunnel_websocket(
-    endpoint: str,
-    token: str | None,
-    mode: ClientMode,
-    version: ProtocolVersion,
-    *,
-    client_token: str | None,
-    ssl: ssl_module.SSLContext | None,
-    token_in: TokenLocation,
-    extra_headers: HeadersLike | None,
-    open_timeout: float | None,
-) -> ClientConnection:
+async def open_tunnel_websocket(handshake: TunnelHandshake) -> ClientConnection:
     """Open the WebSocket to the tunneling proxy and check the negotiated subprotocol.
 
     Raises :class:`HandshakeRefused` for an HTTP error response and :class:`HandshakeError`
-    for any other handshake failure, an untrusted certificate included. ``ValueError`` for
-    ``ssl=`` with a ``ws://`` endpoint. Connection errors (``OSError``) propagate.
+    for any other handshake failure, an untrusted certificate included. Connection errors
+    (``OSError``) propagate.
     """
-    url, arguments = _connect_arguments(
-        endpoint,
-        token,
-        mode,
-        version,
-        client_token=client_token,
-        ssl=ssl,
-        token_in=token_in,
-        extra_headers=extra_headers,
-        open_timeout=open_timeout,
-    )
+    url, ssl = handshake.url, handshake.ssl
     with _handshake_errors(url, ssl):
         websocket = await connect(
             url,
             # wss:// without a context: the system's trust store, as any client would.
             ssl=ssl if ssl is not None or url.startswith("ws://") else True,
             ping_interval=KEEPALIVE_INTERVAL,
-            **arguments,
+            **handshake.arguments,
         )
     if websocket.subprotocol is None:
         await websocket.close()
@@ -182,38 +180,17 @@ async def open_tunnel_websocket(
     return websocket
 
 
-def open_tunnel_websocket_sync(
-    endpoint: str,
-    token: str | None,
-    mode: ClientMode,
-    version: ProtocolVersion,
-    *,
-    client_token: str | None,
-    ssl: ssl_module.SSLContext | None,
-    token_in: TokenLocation,
-    extra_headers: HeadersLike | None,
-    open_timeout: float | None,
-) -> sync_client.ClientConnection:
+def open_tunnel_websocket_sync(handshake: TunnelHandshake) -> sync_client.ClientConnection:
     """:func:`open_tunnel_websocket` on ``websockets.sync``, with the same errors.
 
     The connection sends no keepalive pings of its own: its reader pings every
     :data:`KEEPALIVE_INTERVAL` seconds, so no thread outlives :meth:`close`.
     """
-    url, arguments = _connect_arguments(
-        endpoint,
-        token,
-        mode,
-        version,
-        client_token=client_token,
-        ssl=ssl,
-        token_in=token_in,
-        extra_headers=extra_headers,
-        open_timeout=open_timeout,
-    )
+    url, ssl = handshake.url, handshake.ssl
     with _handshake_errors(url, ssl):
         # wss:// without a context: websockets uses the system's trust store.
         connection: sync_client.ClientConnection = sync_client.connect(
-            url, ssl=ssl, ping_interval=None, **arguments
+            url, ssl=ssl, ping_interval=None, **handshake.arguments
         )
     # The caller owns the connection and closes it: the context manager protocol says so
     # (websockets 17.1+ warns about a connection used without it).

@@ -24,6 +24,7 @@ from ._handshake import (
     HeadersLike,
     TokenLocation,
     open_tunnel_websocket_sync,
+    tunnel_handshake,
 )
 from ._records import MessageMatcher
 
@@ -83,7 +84,7 @@ class SyncTunnelClient(ClientBase):
     ) -> SyncTunnelClient:
         """Connect; the arguments and errors are those of :meth:`TunnelClient.connect`."""
         mode = ClientMode(mode)
-        websocket = open_tunnel_websocket_sync(
+        handshake = tunnel_handshake(
             endpoint,
             token,
             mode,
@@ -94,6 +95,7 @@ class SyncTunnelClient(ClientBase):
             extra_headers=extra_headers,
             open_timeout=open_timeout,
         )
+        websocket = open_tunnel_websocket_sync(handshake)
         assert websocket.subprotocol is not None  # checked by open_tunnel_websocket_sync
         negotiated = ProtocolVersion.from_subprotocol(websocket.subprotocol)
         client = cls(websocket, mode, negotiated, drop_stale=drop_stale)

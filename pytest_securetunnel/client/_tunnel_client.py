@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed
 from ..protocol import ClientMode, ProtocolVersion, TunnelMessage
 from ._client_base import DEFAULT_TIMEOUT, ClientBase, as_version
 from ._errors import TunnelClientError, TunnelClosedError
-from ._handshake import HeadersLike, TokenLocation, open_tunnel_websocket
+from ._handshake import HeadersLike, TokenLocation, open_tunnel_websocket, tunnel_handshake
 from ._records import MessageMatcher
 from ._sync_client import SyncTunnelClient
 
@@ -90,7 +90,7 @@ class TunnelClient(ClientBase):
         ``OSError`` (cannot connect) or ``TimeoutError``.
         """
         mode = ClientMode(mode)
-        websocket = await open_tunnel_websocket(
+        handshake = tunnel_handshake(
             endpoint,
             token,
             mode,
@@ -101,6 +101,7 @@ class TunnelClient(ClientBase):
             extra_headers=extra_headers,
             open_timeout=open_timeout,
         )
+        websocket = await open_tunnel_websocket(handshake)
         assert websocket.subprotocol is not None  # checked by open_tunnel_websocket
         negotiated = ProtocolVersion.from_subprotocol(websocket.subprotocol)
         client = cls(websocket, mode, negotiated, drop_stale=drop_stale)
