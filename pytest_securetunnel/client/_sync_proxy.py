@@ -16,7 +16,6 @@ import socket
 import ssl as ssl_module
 import threading
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any
 
 from .._lifecycle import Lifecycle
@@ -47,7 +46,7 @@ __all__ = ["SyncEchoPeer", "SyncLocalProxy"]
 _log = logging.getLogger("pytest_securetunnel.client")
 
 
-class SyncEchoPeer:
+class SyncEchoPeer(Lifecycle["SyncEchoPeer"]):
     """An :class:`EchoPeer` for synchronous code: a thread echoes every DATA back.
 
     Echoes on the same stream, service id and connection id; stale DATA is not echoed.
@@ -94,23 +93,10 @@ class SyncEchoPeer:
                 return
 
     def stop(self) -> None:
-        """Close the client and join the echo thread; idempotent."""
+        """Close the client and join the echo thread; idempotent (``with`` stops too)."""
         self.client.close()
         if self._thread.ident is not None:
             self._thread.join()
-
-    def __enter__(self) -> SyncEchoPeer:
-        """Return the peer; it stops on exit."""
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        """Stop the peer."""
-        self.stop()
 
 
 class _Local:

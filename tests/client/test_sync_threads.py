@@ -4,25 +4,15 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
 
-import pytest
-from helpers_client import ThreadedServer, app_address, start_echo_app, thread_names
+import test_local_proxy_sync
+from helpers_client import ThreadedServer, thread_names
 
 from pytest_securetunnel.client import SyncEchoPeer, SyncLocalProxy, SyncTunnelClient
 from pytest_securetunnel.protocol import MessageType
 
-
-@pytest.fixture
-def echo_address(threaded_server: ThreadedServer) -> Iterator[str]:
-    app = threaded_server.thread.run(start_echo_app())
-    yield app_address(app)
-
-    async def close() -> None:
-        app.close()
-        await app.wait_closed()
-
-    threaded_server.thread.run(close())
+#: The echo application fixture of the SyncLocalProxy tests.
+echo_address = test_local_proxy_sync.echo_address
 
 
 def own_threads() -> list[str]:
