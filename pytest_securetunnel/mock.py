@@ -56,8 +56,12 @@ from pytest_securetunnel._errors import SecureTunnelError
 from pytest_securetunnel._lifecycle import Lifecycle
 from pytest_securetunnel._sigv4 import sigv4_scope
 from pytest_securetunnel._unreachable import handle_at
-from pytest_securetunnel.service import SERVICE_NAME, SecureTunnelFake, WireResponse
-from pytest_securetunnel.service._wire import FRESH_ANSWERS
+from pytest_securetunnel.service import (
+    FRESH_ANSWERS,
+    SERVICE_NAME,
+    SecureTunnelFake,
+    WireResponse,
+)
 
 __all__ = [
     "MockSecureTunneling",

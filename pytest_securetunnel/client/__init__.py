@@ -1,7 +1,7 @@
 """Tunnel clients and a TCP local proxy for the AWS IoT Secure Tunneling data plane.
 
-- :class:`TunnelClient` (asyncio) and :class:`SyncTunnelClient`: one source or destination
-  connection to a tunneling proxy, message by message.
+- :class:`TunnelClient` (asyncio) and :class:`SyncTunnelClient` (``websockets.sync``): one
+  source or destination connection to a tunneling proxy, message by message.
 - :class:`EchoPeer` / :class:`SyncEchoPeer`: a peer that echoes DATA, to test your side.
 - :class:`LocalProxy` / :class:`SyncLocalProxy`: TCP port forwarding with the reference
   local proxy's semantics (V1, V2, V3).
@@ -27,8 +27,9 @@ from ._reference import (
     find_localproxy,
     reserve_port,
 )
+from ._sync_client import SyncTunnelClient
 from ._sync_proxy import SyncEchoPeer, SyncLocalProxy
-from ._tunnel_client import DEFAULT_TIMEOUT, SyncTunnelClient, TunnelClient
+from ._tunnel_client import DEFAULT_TIMEOUT, TunnelClient
 
 __all__ = [
     "DEFAULT_TIMEOUT",

@@ -10,7 +10,16 @@ from ..protocol import ClientMode, MessageType, TunnelMessage
 from ._errors import TunnelClosedError
 from ._tunnel_client import TunnelClient
 
-__all__ = ["EchoPeer"]
+__all__ = ["EchoPeer", "echo_of"]
+
+
+def echo_of(message: TunnelMessage) -> TunnelMessage | None:
+    """What an echo peer sends back for ``message``: DATA on the same ids, else nothing."""
+    if message.type != MessageType.DATA:
+        return None
+    return TunnelMessage.data(
+        message.stream_id, message.payload, message.service_id, message.connection_id
+    )
 
 
 class EchoPeer:
@@ -51,11 +60,8 @@ class EchoPeer:
 
     async def _echo(self) -> None:
         async for message in self.client:
-            if message.type != MessageType.DATA:
+            if (echo := echo_of(message)) is None:
                 continue
-            echo = TunnelMessage.data(
-                message.stream_id, message.payload, message.service_id, message.connection_id
-            )
             # Counted first: the peer may see the echo before send_message returns.
             self.echoed_messages += 1
             self.echoed_bytes += len(message.payload)

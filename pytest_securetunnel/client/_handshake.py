@@ -2,23 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import ssl as ssl_module
-from collections.abc import Iterable, Mapping
-from typing import Literal
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Final, Literal
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus
+from websockets.sync import client as sync_client
 from websockets.typing import Subprotocol
 
 from ..protocol import MAX_WEBSOCKET_FRAME_SIZE, ClientMode, ProtocolVersion
 from ._errors import HandshakeError, HandshakeRefused
 
-__all__ = ["HeadersLike", "TokenLocation", "open_tunnel_websocket", "tunnel_url"]
+__all__ = [
+    "KEEPALIVE_INTERVAL",
+    "HeadersLike",
+    "TokenLocation",
+    "TunnelHandshake",
+    "open_tunnel_websocket",
+    "open_tunnel_websocket_sync",
+    "tunnel_handshake",
+    "tunnel_url",
+]
 
 #: Where the client access token goes: the ``access-token`` header or the cookie.
 TokenLocation = Literal["header", "cookie"]
 #: Extra handshake headers: a mapping or ``(name, value)`` pairs (names may repeat).
 HeadersLike = Mapping[str, str] | Iterable[tuple[str, str]]
+
+#: Seconds between keepalive pings (localproxy pings every 20 s).
+KEEPALIVE_INTERVAL: Final = 20.0
 
 _USER_AGENT = "pytest-securetunnel"
 
@@ -34,6 +49,15 @@ def tunnel_url(endpoint: str, mode: ClientMode, *, secure: bool) -> str:
         base = f"{'wss' if secure else 'ws'}://{base}"
     # All protocol guides: 'GET /tunnel?local-proxy-mode=source|destination'.
     return f"{base}/tunnel?local-proxy-mode={mode.value}"
+
+
+@dataclasses.dataclass(frozen=True)
+class TunnelHandshake:
+    """The WebSocket request to a tunneling proxy (see :func:`tunnel_handshake`)."""
+
+    url: str
+    ssl: ssl_module.SSLContext | None
+    arguments: dict[str, Any]
 
 
 def _handshake_headers(
@@ -66,7 +90,7 @@ def _refusal(exc: InvalidStatus) -> HandshakeRefused:
     )
 
 
-async def open_tunnel_websocket(
+def tunnel_handshake(
     endpoint: str,
     token: str | None,
     mode: ClientMode,
@@ -77,12 +101,10 @@ async def open_tunnel_websocket(
     token_in: TokenLocation,
     extra_headers: HeadersLike | None,
     open_timeout: float | None,
-) -> ClientConnection:
-    """Open the WebSocket to the tunneling proxy and check the negotiated subprotocol.
+) -> TunnelHandshake:
+    """What to ask of the proxy: the URL and the arguments of either websockets ``connect``.
 
-    Raises :class:`HandshakeRefused` for an HTTP error response and :class:`HandshakeError`
-    for any other handshake failure, an untrusted certificate included. ``ValueError`` for
-    ``ssl=`` with a ``ws://`` endpoint. Connection errors (``OSError``) propagate.
+    Raises ``ValueError`` for ``ssl=`` with a ``ws://`` endpoint.
     """
     url = tunnel_url(endpoint, mode, secure=ssl is not None)
     if ssl is not None and url.startswith("ws://"):
@@ -92,24 +114,30 @@ async def open_tunnel_websocket(
             "to use the ws:// endpoint (proxy.endpoint)"
         )
     headers = _handshake_headers(token, token_in, client_token, extra_headers)
-    try:
-        websocket = await connect(
-            url,
-            # wss:// without a context: the system's trust store, as any client would.
-            ssl=ssl if ssl is not None or url.startswith("ws://") else True,
+    return TunnelHandshake(
+        url,
+        ssl,
+        {
             # localproxy offers exactly one subprotocol.
-            subprotocols=[Subprotocol(version.subprotocol)],
-            additional_headers=headers,
-            user_agent_header=_USER_AGENT,
-            compression=None,
-            proxy=None,
-            open_timeout=open_timeout,
-            ping_interval=20,
+            "subprotocols": [Subprotocol(version.subprotocol)],
+            "additional_headers": headers,
+            "user_agent_header": _USER_AGENT,
+            "compression": None,
+            "proxy": None,
+            "open_timeout": open_timeout,
             # localproxy: pings every 20 s and has no pong timeout.
-            ping_timeout=None,
+            "ping_timeout": None,
             # All protocol guides: WebSocket frames are at most 131076 bytes.
-            max_size=MAX_WEBSOCKET_FRAME_SIZE,
-        )
+            "max_size": MAX_WEBSOCKET_FRAME_SIZE,
+        },
+    )
+
+
+@contextlib.contextmanager
+def _handshake_errors(url: str, ssl: ssl_module.SSLContext | None) -> Iterator[None]:
+    """Turn websockets' and ssl's handshake failures into :class:`HandshakeError`."""
+    try:
+        yield
     except InvalidStatus as exc:
         raise _refusal(exc) from None
     except InvalidHandshake as exc:
@@ -124,8 +152,50 @@ async def open_tunnel_websocket(
         raise HandshakeError(
             f"TLS certificate of {url} not trusted ({exc.verify_message}): {hint}"
         ) from exc
+
+
+# localproxy: a 101 without Sec-WebSocket-Protocol is an error.
+_NO_SUBPROTOCOL = "No websocket subprotocol returned from proxy server!"
+
+
+async def open_tunnel_websocket(handshake: TunnelHandshake) -> ClientConnection:
+    """Open the WebSocket to the tunneling proxy and check the negotiated subprotocol.
+
+    Raises :class:`HandshakeRefused` for an HTTP error response and :class:`HandshakeError`
+    for any other handshake failure, an untrusted certificate included. Connection errors
+    (``OSError``) propagate.
+    """
+    url, ssl = handshake.url, handshake.ssl
+    with _handshake_errors(url, ssl):
+        websocket = await connect(
+            url,
+            # wss:// without a context: the system's trust store, as any client would.
+            ssl=ssl if ssl is not None or url.startswith("ws://") else True,
+            ping_interval=KEEPALIVE_INTERVAL,
+            **handshake.arguments,
+        )
     if websocket.subprotocol is None:
         await websocket.close()
-        # localproxy: a 101 without Sec-WebSocket-Protocol is an error.
-        raise HandshakeError("No websocket subprotocol returned from proxy server!")
+        raise HandshakeError(_NO_SUBPROTOCOL)
+    return websocket
+
+
+def open_tunnel_websocket_sync(handshake: TunnelHandshake) -> sync_client.ClientConnection:
+    """:func:`open_tunnel_websocket` on ``websockets.sync``, with the same errors.
+
+    The connection sends no keepalive pings of its own: its reader pings every
+    :data:`KEEPALIVE_INTERVAL` seconds, so no thread outlives :meth:`close`.
+    """
+    url, ssl = handshake.url, handshake.ssl
+    with _handshake_errors(url, ssl):
+        # wss:// without a context: websockets uses the system's trust store.
+        connection: sync_client.ClientConnection = sync_client.connect(
+            url, ssl=ssl, ping_interval=None, **handshake.arguments
+        )
+    # The caller owns the connection and closes it: the context manager protocol says so
+    # (websockets 17.1+ warns about a connection used without it).
+    websocket = connection.__enter__()
+    if websocket.subprotocol is None:
+        websocket.close()
+        raise HandshakeError(_NO_SUBPROTOCOL)
     return websocket

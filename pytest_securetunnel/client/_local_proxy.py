@@ -26,12 +26,7 @@ from ..protocol import (
 )
 from ._errors import LocalProxyError, TunnelClosedError
 from ._links import Link, Service
-from ._mapping import (
-    ServiceMapping,
-    parse_destination_mapping,
-    parse_source_mapping,
-    resolve_services,
-)
+from ._mapping import ServiceMapping, plan_services
 from ._tunnel_client import DEFAULT_TIMEOUT, TunnelClient
 
 __all__ = ["LocalProxy"]
@@ -153,32 +148,26 @@ class LocalProxy:
         self._policy = LocalProxyPolicy(self.mode, self.client.version)
         try:
             service_ids = self.client.service_ids if self.client.version.has_service_ids else None
-            if self.mode is ClientMode.SOURCE:
-                await self._listen(parse_source_mapping(self._services_spec), service_ids)
-            else:
-                targets = parse_destination_mapping(self._services_spec)
-                for name, (wire_id, (host, port)) in resolve_services(
-                    targets, service_ids, default=None
-                ).items():
-                    self._services[name] = Service(name, wire_id, host, port)
-                    self._policy.add_service(name, wire_id)
+            for target in plan_services(
+                self.mode, self._services_spec, service_ids, self._bind_host
+            ):
+                service = self._services[target.name] = Service(*target)
+                self._policy.add_service(target.name, target.wire_id)
+                if self.mode is ClientMode.SOURCE:
+                    await self._listen(service)
             self._dispatcher = asyncio.create_task(self._dispatch(), name="LocalProxy dispatch")
         except BaseException:
             await self.stop()
             raise
         return self
 
-    async def _listen(self, mapping: dict[str, int], service_ids: tuple[str, ...] | None) -> None:
-        for name, (wire_id, port) in resolve_services(mapping, service_ids, default=0).items():
-            service = Service(name, wire_id, self._bind_host, port)
-            self._services[name] = service
-            self._require_policy().add_service(name, wire_id)
-            service.server = await asyncio.start_server(
-                functools.partial(self._on_accept, service), self._bind_host, port
-            )
-            service.port = service.server.sockets[0].getsockname()[1]
-            # localproxy log marker.
-            _log.info("Listening for new connection on port %d (%r)", service.port, name)
+    async def _listen(self, service: Service) -> None:
+        service.server = await asyncio.start_server(
+            functools.partial(self._on_accept, service), service.host, service.port
+        )
+        service.port = service.server.sockets[0].getsockname()[1]
+        # localproxy log marker.
+        _log.info("Listening for new connection on port %d (%r)", service.port, service.name)
 
     async def stop(self) -> None:
         """Stop listening, close the WebSocket and every local connection; idempotent."""

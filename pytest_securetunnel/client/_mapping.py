@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
+from ..protocol import ClientMode
 from ._errors import LocalProxyError
 
 __all__ = [
     "ServiceMapping",
+    "ServiceTarget",
     "parse_destination_mapping",
     "parse_source_mapping",
+    "plan_services",
     "resolve_services",
 ]
 
@@ -122,3 +125,36 @@ def resolve_services(
             )
         resolved[service_id] = (service_id, chosen)
     return resolved
+
+
+class ServiceTarget(NamedTuple):
+    """A service of a local proxy: where it listens (source) or connects (destination).
+
+    ``name`` is the service id as mapped by the user (``""`` or any name for V1),
+    ``wire_id`` the service id on the wire (``""`` for V1 and tunnels without services);
+    ``port`` 0 (source) asks for an ephemeral port.
+    """
+
+    name: str
+    wire_id: str
+    host: str
+    port: int
+
+
+def plan_services(
+    mode: ClientMode,
+    spec: ServiceMapping | None,
+    service_ids: tuple[str, ...] | None,
+    bind_host: str,
+) -> list[ServiceTarget]:
+    """The services of a local proxy of ``mode`` for the tunnel's ``service_ids``.
+
+    Source services listen on ``bind_host`` (unmapped ones on port 0); destination
+    services connect to their mapped address. Raises :class:`LocalProxyError` as
+    localproxy refuses a mapping that does not fit the tunnel.
+    """
+    if mode is ClientMode.SOURCE:
+        ports = resolve_services(parse_source_mapping(spec), service_ids, default=0)
+        return [ServiceTarget(name, wire, bind_host, port) for name, (wire, port) in ports.items()]
+    targets = resolve_services(parse_destination_mapping(spec), service_ids, default=None)
+    return [ServiceTarget(name, wire, host, port) for name, (wire, (host, port)) in targets.items()]

@@ -2,33 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
-from typing import Literal
 
-from ..protocol import MessageType, TunnelMessage
+from ..protocol import Direction, MessageRecord, MessageType, TunnelMessage
 
 __all__ = ["Direction", "MessageMatcher", "MessageRecord", "message_matcher"]
 
-#: Which way a logged message went, seen from the client.
-Direction = Literal["sent", "received"]
 #: A predicate on messages, or a message type as shorthand for "messages of this type".
 MessageMatcher = Callable[[TunnelMessage], bool] | MessageType | int
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class MessageRecord:
-    """One entry of :attr:`TunnelClient.messages`.
-
-    :ivar direction: ``"sent"`` by this client or ``"received"`` from the proxy.
-    :ivar message: The message (received ones as this client's protocol version reads them).
-    :ivar dropped: Whether the client discarded the received message as stale (it is in the
-        log but never returned by ``receive``).
-    """
-
-    direction: Direction
-    message: TunnelMessage
-    dropped: bool = False
 
 
 def message_matcher(

@@ -12,6 +12,9 @@ Bytes in, messages and bytes out; no sockets, no asyncio. The pieces:
   state machine: events in, actions (:data:`RelayAction`) out.
 - :class:`LocalProxyPolicy`: a local proxy's per-version stream and connection
   decisions, as a state machine: events in, actions (:data:`LocalProxyAction`) out.
+- :class:`TunnelClientPolicy`: a tunnel client's streams, stale-message filtering,
+  message ids and log, as a state machine: WebSocket messages in, tunnel messages (and
+  :class:`CloseConnection`) out.
 
 The implementation lives in private modules (``_messages``, ``_framing``, ...); import
 from ``pytest_securetunnel.protocol`` itself.
@@ -65,6 +68,7 @@ from ._relay import (
 )
 from ._rules import RULES, RuleInfo
 from ._streams import StreamTable
+from ._tunnel_client import CloseConnection, Direction, MessageRecord, TunnelClientPolicy
 from ._versions import SUBPROTOCOLS, ClientMode, ProtocolVersion
 
 __all__ = [
@@ -80,7 +84,9 @@ __all__ = [
     "SUBPROTOCOLS",
     "ClientMode",
     "Close",
+    "CloseConnection",
     "ConnectLocal",
+    "Direction",
     "Disconnected",
     "Dropped",
     "EndLocal",
@@ -93,6 +99,7 @@ __all__ = [
     "LocalProxyPolicy",
     "MessageDecodeError",
     "MessageEncodeError",
+    "MessageRecord",
     "MessageType",
     "ProtocolError",
     "ProtocolVersion",
@@ -104,6 +111,7 @@ __all__ = [
     "Send",
     "SendMessage",
     "StreamTable",
+    "TunnelClientPolicy",
     "TunnelConnection",
     "TunnelMessage",
     "TunnelState",

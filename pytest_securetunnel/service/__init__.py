@@ -31,9 +31,10 @@ from pytest_securetunnel.service._state import (
     TokenRecord,
     Tunnel,
 )
-from pytest_securetunnel.service._wire import CallRecord, WireResponse
+from pytest_securetunnel.service._wire import FRESH_ANSWERS, CallRecord, WireResponse
 
 __all__ = [
+    "FRESH_ANSWERS",
     "SERVICE_NAME",
     "CallRecord",
     "Clock",
