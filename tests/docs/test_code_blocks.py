@@ -34,6 +34,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,8 +136,9 @@ class ForkServer:
     """A client of ``_fork_server.py``: runs one block at a time in a fresh forked process."""
 
     def __init__(self) -> None:
+        self.bytecode = tempfile.TemporaryDirectory(prefix="docs-blocks-bytecode-")
         self.process = subprocess.Popen(
-            [sys.executable, str(FORK_SERVER)],
+            [sys.executable, str(FORK_SERVER), self.bytecode.name],
             env=block_env(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -174,6 +176,7 @@ class ForkServer:
         self.process.stdin.close()
         assert self.process.wait(timeout=TIMEOUT) == 0
         self.process.stdout.close()
+        self.bytecode.cleanup()
 
 
 @pytest.fixture(scope="module")
