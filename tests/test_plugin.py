@@ -102,6 +102,7 @@ def test_same_seed_replays_the_same_ids(pytester: pytest.Pytester) -> None:
     assert lines[0] == lines[1] and len(lines[0]) == 1
 
 
+@pytest.mark.slow
 def test_works_under_xdist(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """

@@ -43,6 +43,7 @@ def plant(monkeypatch: pytest.MonkeyPatch, operation: str, wrapper: Any) -> None
     monkeypatch.setitem(_operations._OPERATIONS, operation, wrapper(original))
 
 
+@pytest.mark.slow
 def test_planted_bug_rotate_forgets_to_revoke(monkeypatch: pytest.MonkeyPatch) -> None:
     def forgetful(original: Any) -> Any:
         def rotate(fake: Any, backend: Any, params: Any) -> Any:
@@ -65,6 +66,7 @@ def test_planted_bug_rotate_forgets_to_revoke(monkeypatch: pytest.MonkeyPatch) -
     ), caught
 
 
+@pytest.mark.slow
 def test_planted_bug_list_sorts_oldest_first(monkeypatch: pytest.MonkeyPatch) -> None:
     def oldest_first(self: Backend) -> Iterator[Any]:
         return iter(list(self.tunnels.values()))
@@ -77,6 +79,7 @@ def _oldest_first(self: Backend) -> Iterator[Any]:
     return iter(list(self.tunnels.values()))
 
 
+@pytest.mark.slow
 def test_shrunk_failure_prints_pasteable_boto3_calls(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Backend, "newest_first", _oldest_first)
     with pytest.raises(ModelMismatch, match="newest first") as info:
@@ -100,6 +103,7 @@ def test_shrunk_failure_prints_pasteable_boto3_calls(monkeypatch: pytest.MonkeyP
     assert listed == opened  # oldest first: what the invariant caught
 
 
+@pytest.mark.slow
 def test_one_bug_is_one_failure_however_many_checks_it_trips(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -183,6 +187,7 @@ def test_a_machine_without_data_plane_refuses_data_plane_calls() -> None:
     assert again.connect is TunnelLifecycle.connect
 
 
+@pytest.mark.slow
 def test_planted_bug_tag_limit_off_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
     def lenient(original: Any) -> Any:
         def tag(fake: Any, backend: Any, params: Any) -> Any:
@@ -198,6 +203,7 @@ def test_planted_bug_tag_limit_off_by_one(monkeypatch: pytest.MonkeyPatch) -> No
     assert "the model expects LimitExceededException" in assert_caught()
 
 
+@pytest.mark.slow
 def test_planted_bug_expiry_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_fake.Tunnel, "expires_at", property(lambda self: float("inf")))
     assert "the model" in assert_caught()  # found as a status or a lookup mismatch
@@ -219,6 +225,7 @@ def test_make_machine_injects_the_fake_and_client() -> None:
     assert any(f.calls for f in fakes)
 
 
+@pytest.mark.slow
 def test_planted_bug_close_leaves_the_connection_up(monkeypatch: pytest.MonkeyPatch) -> None:
     from pytest_securetunnel import SecureTunnelFake
 
@@ -232,6 +239,7 @@ def test_planted_bug_close_leaves_the_connection_up(monkeypatch: pytest.MonkeyPa
     assert "is still up" in assert_caught()
 
 
+@pytest.mark.slow
 def test_planted_bug_used_token_accepted_again(monkeypatch: pytest.MonkeyPatch) -> None:
     from pytest_securetunnel import SecureTunnelFake
 
