@@ -4,4 +4,11 @@
 set -eu
 cd "$(dirname "$0")/.."
 . scripts/_venv.sh
+# The suite starts many Python processes (two workers, pytest and script subprocesses);
+# without bytecode caches each compiles the package and rewrites the test modules again.
+# Keep the caches in the virtual environment, never next to the sources, even where
+# PYTHONDONTWRITEBYTECODE is set.
+PYTHONPYCACHEPREFIX="${PYTHONPYCACHEPREFIX:-$(cd "$VENV" && pwd)/pycache}"
+export PYTHONPYCACHEPREFIX
+unset PYTHONDONTWRITEBYTECODE
 exec "$VENV/bin/python" -m pytest -n 2 -m "not slow" tests "$@"
