@@ -14,7 +14,8 @@ the third-party imports are already done.
 not imported here: pytest's assertion rewriting warns about a plugin's modules imported
 before pytest starts. So that each child does not rewrite and compile them again, the
 bytecode of what the children import (pytest's rewritten modules included) is cached in
-``CACHE_DIR`` (``sys.pycache_prefix``), never next to the sources.
+``CACHE_DIR`` (``sys.pycache_prefix``, unless ``PYTHONPYCACHEPREFIX`` names one), never
+next to the sources.
 """
 
 from __future__ import annotations
@@ -137,11 +138,13 @@ def wait(pid: int, timeout: float) -> dict[str, Any]:
 
 
 def main() -> None:
-    sys.pycache_prefix = sys.argv[1]
-    sys.dont_write_bytecode = False
     for name in WARM:
         importlib.import_module(name)
     ast.parse("")
+    # After the warm imports, which read the installed bytecode: with a prefix, Python
+    # looks for bytecode there alone. One given by PYTHONPYCACHEPREFIX is kept.
+    sys.pycache_prefix = sys.pycache_prefix or sys.argv[1]
+    sys.dont_write_bytecode = False
     # What the children inherit is never freed: keep it out of their collections.
     gc.freeze()
     reply = sys.stdout
