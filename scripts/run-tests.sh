@@ -1,6 +1,7 @@
 #!/bin/sh
 # Set up a virtual environment in .venv (if needed) and run the test suite, less the
-# tests marked slow. Extra arguments go to pytest: `-m slow` runs only those, `-m ""` all.
+# tests marked slow, and list the ten slowest. Extra arguments go to pytest: `-m slow`
+# runs only the slow tests, `-m ""` all of them.
 set -eu
 cd "$(dirname "$0")/.."
 . scripts/_venv.sh
@@ -11,4 +12,4 @@ cd "$(dirname "$0")/.."
 PYTHONPYCACHEPREFIX="${PYTHONPYCACHEPREFIX:-$(cd "$VENV" && pwd)/pycache}"
 export PYTHONPYCACHEPREFIX
 unset PYTHONDONTWRITEBYTECODE
-exec "$VENV/bin/python" -m pytest -n 2 -m "not slow" tests "$@"
+exec "$VENV/bin/python" -m pytest -n 2 -m "not slow" --durations=10 tests "$@"
