@@ -43,7 +43,6 @@ def plant(monkeypatch: pytest.MonkeyPatch, operation: str, wrapper: Any) -> None
     monkeypatch.setitem(_operations._OPERATIONS, operation, wrapper(original))
 
 
-@pytest.mark.slow
 def test_planted_bug_rotate_forgets_to_revoke(monkeypatch: pytest.MonkeyPatch) -> None:
     def forgetful(original: Any) -> Any:
         def rotate(fake: Any, backend: Any, params: Any) -> Any:
@@ -66,7 +65,6 @@ def test_planted_bug_rotate_forgets_to_revoke(monkeypatch: pytest.MonkeyPatch) -
     ), caught
 
 
-@pytest.mark.slow
 def test_planted_bug_list_sorts_oldest_first(monkeypatch: pytest.MonkeyPatch) -> None:
     def oldest_first(self: Backend) -> Iterator[Any]:
         return iter(list(self.tunnels.values()))
@@ -187,7 +185,6 @@ def test_a_machine_without_data_plane_refuses_data_plane_calls() -> None:
     assert again.connect is TunnelLifecycle.connect
 
 
-@pytest.mark.slow
 def test_planted_bug_tag_limit_off_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
     def lenient(original: Any) -> Any:
         def tag(fake: Any, backend: Any, params: Any) -> Any:
@@ -239,7 +236,6 @@ def test_planted_bug_close_leaves_the_connection_up(monkeypatch: pytest.MonkeyPa
     assert "is still up" in assert_caught()
 
 
-@pytest.mark.slow
 def test_planted_bug_used_token_accepted_again(monkeypatch: pytest.MonkeyPatch) -> None:
     from pytest_securetunnel import SecureTunnelFake
 
