@@ -102,6 +102,7 @@ def test_same_seed_replays_the_same_ids(pytester: pytest.Pytester) -> None:
     assert lines[0] == lines[1] and len(lines[0]) == 1
 
 
+@pytest.mark.slow
 def test_works_under_xdist(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
@@ -169,9 +170,20 @@ def test_proxy_fixture_serves_the_fake_and_leaves_no_thread(pytester: pytest.Pyt
 def test_a_fixture_without_its_extra_says_what_to_install(
     pytester: pytest.Pytester, fixture: str, blocked: str, extra: str
 ) -> None:
-    pytester.makeconftest(f"import sys\nsys.modules[{blocked!r}] = None\n")
+    # In process: pytester restores sys.modules after the run. Modules already imported
+    # here that import the blocked one are forgotten too, so the fixture imports afresh.
+    pytester.makeconftest(
+        f"""
+        import sys
+
+        for name in list(sys.modules):
+            if name.split(".")[0] == {blocked!r} or name.startswith("pytest_securetunnel.proxy"):
+                del sys.modules[name]
+        sys.modules[{blocked!r}] = None
+        """
+    )
     pytester.makepyfile(f"def test_it({fixture}):\n    pass\n")
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(errors=1)
     assert f"ImportError: the {fixture} fixture needs" in result.stdout.str()
     assert f"pip install 'pytest-securetunnel[{extra}]'" in result.stdout.str()

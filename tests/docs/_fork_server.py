@@ -1,7 +1,7 @@
 """A warm fork server that runs each docs code block in a fresh child process.
 
-Started once per test process (``python _fork_server.py``), it imports the heavy
-third-party modules the blocks use, then reads one JSON request a line from its
+Started once per test process (``python _fork_server.py CACHE_DIR``), it imports the
+heavy third-party modules the blocks use, then reads one JSON request a line from its
 standard input and answers one JSON line on its standard output. For each request it
 ``fork()``\\ s a child that takes the request's working directory, environment, argv,
 standard input and output files, runs the block (a script, a script with top-level
@@ -12,12 +12,16 @@ the third-party imports are already done.
 
 ``pytest_securetunnel`` and ``hypothesis`` (both ship pytest plugins) are deliberately
 not imported here: pytest's assertion rewriting warns about a plugin's modules imported
-before pytest starts.
+before pytest starts. So that each child does not rewrite and compile them again, the
+bytecode of what the children import (pytest's rewritten modules included) is cached in
+``CACHE_DIR`` (``sys.pycache_prefix``, unless ``PYTHONPYCACHEPREFIX`` names one), never
+next to the sources.
 """
 
 from __future__ import annotations
 
 import ast
+import gc
 import importlib
 import json
 import os
@@ -47,6 +51,25 @@ WARM = (
     "_pytest.fixtures",
     "_pytest.terminal",
     "_pytest.pytester",
+    # Imported by this package, pytest's plugins or the blocks, from distributions that
+    # ship no pytest plugin (so importing them before pytest starts is harmless).
+    "aiobotocore.client",
+    "aiobotocore.session",
+    "aiohttp",
+    "attr",
+    "dateutil.parser",
+    "difflib",
+    "email.parser",
+    "execnet",
+    "fractions",
+    "freezegun",
+    "pdb",
+    "regex",
+    "sortedcontainers",
+    "sqlite3",
+    "unittest",
+    "wrapt",
+    "zoneinfo",
 )
 
 # Runs a script that may use top-level ``await``: compiled as a coroutine, then awaited.
@@ -118,6 +141,12 @@ def main() -> None:
     for name in WARM:
         importlib.import_module(name)
     ast.parse("")
+    # After the warm imports, which read the installed bytecode: with a prefix, Python
+    # looks for bytecode there alone. One given by PYTHONPYCACHEPREFIX is kept.
+    sys.pycache_prefix = sys.pycache_prefix or sys.argv[1]
+    sys.dont_write_bytecode = False
+    # What the children inherit is never freed: keep it out of their collections.
+    gc.freeze()
     reply = sys.stdout
     print(json.dumps({"ready": True}), file=reply, flush=True)
     for line in sys.stdin:

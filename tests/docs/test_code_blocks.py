@@ -16,9 +16,10 @@ comment, which readers of the rendered docs do not see::
     -->
 
 The block runs as ``setup + block + teardown``. If that defines ``test_*`` functions it
-runs under pytest (with this plugin's fixtures) in a fresh process; any other block runs as
-a script in a fresh process, with top-level ``await`` allowed (the whole script is then run
-with ``asyncio.run``) and a newline on its standard input (a reader pressing Enter).
+runs under pytest (with this plugin's fixtures, and Hypothesis's ``max_examples`` at 10
+unless the block sets it) in a fresh process; any other block runs as a script in a fresh
+process, with top-level ``await`` allowed (the whole script is then run with
+``asyncio.run``) and a newline on its standard input (a reader pressing Enter).
 No other comment may precede a block: there is no way to skip one.
 
 Each fresh process is forked from a warm server (``_fork_server.py``, one per test
@@ -34,6 +35,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +49,13 @@ TEARDOWN = "<!-- teardown"
 COMMENT_END = "-->"
 TIMEOUT = 120
 FORK_SERVER = Path(__file__).with_name("_fork_server.py")
+# A block shows how a strategy is used; searching with it is the strategies' own tests'
+# job. Settings a block gives explicitly still win over this profile.
+DOCS_PROFILE = """\
+from hypothesis import settings
+
+settings.register_profile("docs", max_examples=10)
+"""
 
 
 @dataclass(frozen=True)
@@ -135,8 +144,9 @@ class ForkServer:
     """A client of ``_fork_server.py``: runs one block at a time in a fresh forked process."""
 
     def __init__(self) -> None:
+        self.bytecode = tempfile.TemporaryDirectory(prefix="docs-blocks-bytecode-")
         self.process = subprocess.Popen(
-            [sys.executable, str(FORK_SERVER)],
+            [sys.executable, str(FORK_SERVER), self.bytecode.name],
             env=block_env(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -174,6 +184,7 @@ class ForkServer:
         self.process.stdin.close()
         assert self.process.wait(timeout=TIMEOUT) == 0
         self.process.stdout.close()
+        self.bytecode.cleanup()
 
 
 @pytest.fixture(scope="module")
@@ -210,8 +221,12 @@ def test_block_runs(block: Block, tmp_path: Path, fork_server: ForkServer) -> No
         (tmp_path / "pytest.ini").write_text(
             "[pytest]\nasyncio_default_fixture_loop_scope = function\n", encoding="utf-8"
         )
+        (tmp_path / "conftest.py").write_text(DOCS_PROFILE, encoding="utf-8")
         result = fork_server.run(
-            "pytest", path, tmp_path, args=["-q", "-p", "no:cacheprovider", str(path)]
+            "pytest",
+            path,
+            tmp_path,
+            args=["-q", "-p", "no:cacheprovider", "--hypothesis-profile=docs", str(path)],
         )
         assert result.returncode == 0, f"{block.id}\n{result.stdout}\n{result.stderr}"
         assert " passed" in result.stdout

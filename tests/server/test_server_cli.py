@@ -137,6 +137,7 @@ def test_the_console_script_has_the_same_options(capsys: pytest.CaptureFixture[s
         assert option in help_text
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(AWS is None, reason="the AWS CLI is not installed")
 def test_the_aws_cli_works_against_the_server_unchanged() -> None:
     def aws(*args: str) -> subprocess.CompletedProcess[str]:

@@ -77,6 +77,7 @@ def _oldest_first(self: Backend) -> Iterator[Any]:
     return iter(list(self.tunnels.values()))
 
 
+@pytest.mark.slow
 def test_shrunk_failure_prints_pasteable_boto3_calls(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Backend, "newest_first", _oldest_first)
     with pytest.raises(ModelMismatch, match="newest first") as info:
@@ -100,6 +101,7 @@ def test_shrunk_failure_prints_pasteable_boto3_calls(monkeypatch: pytest.MonkeyP
     assert listed == opened  # oldest first: what the invariant caught
 
 
+@pytest.mark.slow
 def test_one_bug_is_one_failure_however_many_checks_it_trips(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -198,6 +200,7 @@ def test_planted_bug_tag_limit_off_by_one(monkeypatch: pytest.MonkeyPatch) -> No
     assert "the model expects LimitExceededException" in assert_caught()
 
 
+@pytest.mark.slow
 def test_planted_bug_expiry_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_fake.Tunnel, "expires_at", property(lambda self: float("inf")))
     assert "the model" in assert_caught()  # found as a status or a lookup mismatch
@@ -219,6 +222,7 @@ def test_make_machine_injects_the_fake_and_client() -> None:
     assert any(f.calls for f in fakes)
 
 
+@pytest.mark.slow
 def test_planted_bug_close_leaves_the_connection_up(monkeypatch: pytest.MonkeyPatch) -> None:
     from pytest_securetunnel import SecureTunnelFake
 
