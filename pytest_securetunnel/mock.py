@@ -49,7 +49,7 @@ from botocore.client import BaseClient
 from botocore.credentials import Credentials
 from botocore.endpoint import Endpoint
 from botocore.exceptions import CapacityNotAvailableError
-from botocore.hooks import EventAliaser, HierarchicalEmitter
+from botocore.hooks import EVENT_ALIASES, EventAliaser, HierarchicalEmitter
 from botocore.retries.adaptive import ClientRateLimiter
 
 from pytest_securetunnel._errors import SecureTunnelError
@@ -235,7 +235,30 @@ def _handlers_for(emitter: Any, event_name: str) -> Any:
     inner = emitter._emitter
     if inner.__class__ is not HierarchicalEmitter:
         return None
-    return inner._lookup_cache.get(emitter._alias_event_name(event_name))
+    return inner._lookup_cache.get(_aliased(emitter, event_name))
+
+
+#: botocore's aliases of this module's event names under its default alias table.
+_DEFAULT_ALIASES: dict[str, str] = {}
+
+
+def _aliased(emitter: Any, event_name: str) -> str:
+    """``emitter._alias_event_name(event_name)``, worked out once per process.
+
+    Each client's aliaser starts with an empty cache, and a miss scans botocore's whole
+    alias table; for the default table the answer is the same for every client.
+    """
+    cache = emitter._alias_name_cache
+    found: str | None = cache.get(event_name)
+    if found is not None:
+        return found
+    if emitter._event_aliases != EVENT_ALIASES:
+        return cast(str, emitter._alias_event_name(event_name))
+    found = _DEFAULT_ALIASES.get(event_name)
+    if found is None:
+        found = _DEFAULT_ALIASES[event_name] = emitter._alias_event_name(event_name)
+    cache[event_name] = found
+    return found
 
 
 def _sdk_attempt(headers: Any) -> int:
@@ -505,10 +528,29 @@ class _Hook:
 
 def _register(emitter: Any, hook: _Hook, http: bool, unique_id: str) -> None:
     if http:
-        emitter.register_first(_EVENT_CALL, hook.route_call, unique_id=f"{unique_id}.route")
-        emitter.register_last(_EVENT_SEND, hook.before_send, unique_id=unique_id)
+        _add_handler(emitter, _EVENT_CALL, hook.route_call, f"{unique_id}.route", first=True)
+        _add_handler(emitter, _EVENT_SEND, hook.before_send, unique_id, first=False)
     else:
-        emitter.register_first(_EVENT_CALL, hook.before_call, unique_id=unique_id)
+        _add_handler(emitter, _EVENT_CALL, hook.before_call, unique_id, first=True)
+
+
+def _add_handler(
+    emitter: Any, event_name: str, handler: Callable[..., Any], unique_id: str, *, first: bool
+) -> None:
+    """``emitter.register_first`` (or ``register_last``) of one of this module's handlers.
+
+    On botocore's own emitter pair it skips the two checks whose answers are known
+    (the handler takes ``**kwargs``; the alias of the event name, see :func:`_aliased`),
+    which cost more than the registration itself on every new client.
+    """
+    inner = getattr(emitter, "_emitter", None)
+    if emitter.__class__ is EventAliaser and inner.__class__ is HierarchicalEmitter:
+        register = inner._register_first if first else inner._register_last
+        register(_aliased(emitter, event_name), handler, unique_id)
+    elif first:
+        emitter.register_first(event_name, handler, unique_id=unique_id)
+    else:
+        emitter.register_last(event_name, handler, unique_id=unique_id)
 
 
 def _unregister(emitter: Any, http: bool, unique_id: str) -> None:
@@ -674,7 +716,7 @@ class _Router:
                 if self._policies:
                     # Least specific and last: it runs only when no hook, Stubber or
                     # other handler answered the call.
-                    emitter.register_last("before-call", _guard_before_call, unique_id=_GUARD_ID)
+                    _add_handler(emitter, "before-call", _guard_before_call, _GUARD_ID, first=False)
                     self._guarded.add(emitter)
         if emitter in self._hooked or not self._stack:
             return
