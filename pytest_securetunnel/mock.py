@@ -543,7 +543,7 @@ def _add_handler(
     (the handler takes ``**kwargs``; the alias of the event name, see :func:`_aliased`),
     which cost more than the registration itself on every new client.
     """
-    inner = getattr(emitter, "_emitter", None)
+    inner: Any = getattr(emitter, "_emitter", None)
     if emitter.__class__ is EventAliaser and inner.__class__ is HierarchicalEmitter:
         register = inner._register_first if first else inner._register_last
         register(_aliased(emitter, event_name), handler, unique_id)

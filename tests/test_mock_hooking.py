@@ -1,0 +1,79 @@
+"""Hooking a new client: the handlers botocore would register, without its per-client costs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+import pytest
+from botocore.hooks import EventAliaser
+
+from pytest_securetunnel import mock_securetunneling
+from pytest_securetunnel.mock import _guard_before_call, guard_real_calls
+
+KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+CONFIG = {"thingName": "thing-1", "services": ["SSH"]}
+
+
+def make_client() -> Any:
+    return boto3.client("iotsecuretunneling", region_name="us-east-1", **KEYS)
+
+
+def test_a_new_client_is_hooked_without_scanning_botocores_alias_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    scanned: list[str] = []
+    original = EventAliaser._alias_event_name
+
+    def alias(self: EventAliaser, event_name: str) -> str:
+        if event_name not in self._alias_name_cache:
+            scanned.append(event_name)
+        return original(self, event_name)  # type: ignore[no-any-return]
+
+    undo = guard_real_calls()
+    try:
+        with mock_securetunneling():
+            first = make_client()  # the names are worked out once, on the first client
+            first.describe_tunnel(tunnelId=first.open_tunnel(destinationConfig=CONFIG)["tunnelId"])
+            monkeypatch.setattr(EventAliaser, "_alias_event_name", alias)
+            client = make_client()
+            opened = client.open_tunnel(destinationConfig=CONFIG)
+            client.describe_tunnel(tunnelId=opened["tunnelId"])
+    finally:
+        undo()
+    # botocore's own events are scanned on every new client, ours no more.
+    assert "before-call.iotsecuretunneling.OpenTunnel" in scanned
+    ours = {
+        "before-call",
+        "before-call.iotsecuretunneling",
+        "needs-retry.iotsecuretunneling.OpenTunnel",
+        "needs-retry.iotsecuretunneling.DescribeTunnel",
+    }
+    assert sorted(ours.intersection(scanned)) == []
+
+
+def test_the_hook_runs_first_and_the_guard_last_as_registered_by_botocore() -> None:
+    heard: list[str] = []
+
+    def user_handler(model: Any, **_: Any) -> None:
+        heard.append(model.name)
+
+    undo = guard_real_calls()
+    try:
+        with mock_securetunneling() as fake:
+            client = make_client()
+            client.meta.events.register("before-call.iotsecuretunneling", user_handler)
+            opened = client.open_tunnel(destinationConfig=CONFIG)
+            handlers = list(
+                client.meta.events._emitter._handlers.prefix_search(
+                    "before-call.iotsecuretunneling.OpenTunnel"
+                )
+            )
+    finally:
+        undo()
+    assert fake.tunnel(opened["tunnelId"]).destination_config["thingName"] == "thing-1"
+    assert heard == []  # the fake answered first; botocore stops at the first answer
+    names = [getattr(h, "__name__", None) for h in handlers]
+    assert names[0] == "before_call"
+    assert names.index("user_handler") < len(names) - 1
+    assert handlers[-1] is _guard_before_call
