@@ -57,6 +57,7 @@ from pytest_securetunnel._lifecycle import Lifecycle
 from pytest_securetunnel._sigv4 import sigv4_scope
 from pytest_securetunnel._unreachable import handle_at
 from pytest_securetunnel.service import SERVICE_NAME, SecureTunnelFake, WireResponse
+from pytest_securetunnel.service import model as _own_model
 
 __all__ = [
     "MockSecureTunneling",
@@ -117,6 +118,29 @@ def _error_shape(parsed: Any, model: Any) -> Any:
     """The modeled shape of an error response's code, if the model has one."""
     code = parsed.get("Error", {}).get("Code")
     return None if code is None else model.service_model.shape_for_error_code(code)
+
+
+#: Service descriptions of clients, by id: the description, and whether it is the fake's.
+_SAME_MODEL: dict[int, tuple[Any, bool]] = {}
+
+
+def _output_shape(operation: Any) -> Any:
+    """``operation.output_shape``, or the same shape already resolved in the fake's model.
+
+    Every client has its own service model, whose shapes botocore resolves on first
+    use: for a client that makes a few calls, more work (and objects) than the parse.
+    When the client's service description is the fake's, the fake's shapes are the same.
+    """
+    description = operation.service_model._service_description
+    known = _SAME_MODEL.get(id(description))
+    if known is None or known[0] is not description:
+        if len(_SAME_MODEL) >= 8:
+            _SAME_MODEL.clear()
+        same = description == _own_model.service_model()._service_description
+        known = _SAME_MODEL[id(description)] = (description, same)
+    if not known[1]:
+        return operation.output_shape
+    return _own_model.operation_model(operation.name).output_shape
 
 
 def _access_key(credentials: Any) -> str | None:
@@ -345,7 +369,7 @@ class _Hook:
             }
             return parsed
         response = {"status_code": wire.status, "headers": wire.headers, "body": wire.body}
-        result = self._parser.parse(response, model.output_shape)
+        result = self._parser.parse(response, _output_shape(model))
         if inspect.isawaitable(result):
             return self._finish_async(result, response, model, key)
         error_shape = _error_shape(result, model) if wire.status >= 300 else None

@@ -1,10 +1,15 @@
-"""Hooking a new client: the handlers botocore would register, without its per-client costs."""
+"""A new client: hooked and answered as botocore would, without its per-client costs."""
 
 from __future__ import annotations
 
+import gzip
+import json
+from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore
+import botocore.session
 import pytest
 from botocore.hooks import EventAliaser
 
@@ -77,3 +82,42 @@ def test_the_hook_runs_first_and_the_guard_last_as_registered_by_botocore() -> N
     assert names[0] == "before_call"
     assert names.index("user_handler") < len(names) - 1
     assert handlers[-1] is _guard_before_call
+
+
+def test_answers_are_parsed_with_the_fakes_shapes_when_the_models_are_the_same() -> None:
+    # botocore resolves a client's output shapes on first use; the fake's are resolved once.
+    with mock_securetunneling():
+        client = make_client()
+        opened = client.open_tunnel(destinationConfig=CONFIG)
+    operation = client.meta.service_model.operation_model("OpenTunnel")
+    assert "output_shape" not in vars(operation)
+    assert sorted(opened) == [
+        "ResponseMetadata",
+        "destinationAccessToken",
+        "sourceAccessToken",
+        "tunnelArn",
+        "tunnelId",
+    ]
+
+
+def test_a_client_with_another_model_parses_with_its_own_shapes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A model without tunnelArn in OpenTunnel's output: botocore's parser leaves it out.
+    shipped = Path(botocore.__file__).parent / "data" / "iotsecuretunneling"
+    version = next(shipped.iterdir()).name
+    with gzip.open(shipped / version / "service-2.json.gz", "rt", encoding="utf-8") as file:
+        description = json.load(file)
+    del description["shapes"]["OpenTunnelResponse"]["members"]["tunnelArn"]
+    folder = tmp_path / "iotsecuretunneling" / version
+    folder.mkdir(parents=True)
+    (folder / "service-2.json").write_text(json.dumps(description), encoding="utf-8")
+    monkeypatch.setenv("AWS_DATA_PATH", str(tmp_path))
+    session = botocore.session.get_session()
+    with mock_securetunneling() as fake:
+        client = session.create_client("iotsecuretunneling", region_name="us-east-1", **KEYS)
+        opened = client.open_tunnel(destinationConfig=CONFIG)
+        plain = make_client().open_tunnel(destinationConfig=CONFIG)
+    assert "tunnelArn" not in opened
+    assert fake.tunnel(opened["tunnelId"]).arn.endswith(opened["tunnelId"])
+    assert plain["tunnelArn"].endswith(plain["tunnelId"])
