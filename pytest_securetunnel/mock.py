@@ -262,27 +262,20 @@ def _handlers_for(emitter: Any, event_name: str) -> Any:
     return inner._lookup_cache.get(_aliased(emitter, event_name))
 
 
-#: botocore's aliases of this module's event names under its default alias table.
+#: Event name -> botocore's alias of it under its default alias table, shared by the
+#: aliasers of the clients hooked here: each would start with an empty cache of its
+#: own, and a miss scans botocore's whole table (for the same answer on every client).
 _DEFAULT_ALIASES: dict[str, str] = {}
 
 
 def _aliased(emitter: Any, event_name: str) -> str:
-    """``emitter._alias_event_name(event_name)``, worked out once per process.
-
-    Each client's aliaser starts with an empty cache, and a miss scans botocore's whole
-    alias table; for the default table the answer is the same for every client.
-    """
+    """``emitter._alias_event_name(event_name)``; the aliaser shares :data:`_DEFAULT_ALIASES`
+    from now on if its alias table is the default one."""
     cache = emitter._alias_name_cache
-    found: str | None = cache.get(event_name)
-    if found is not None:
-        return found
-    if emitter._event_aliases != EVENT_ALIASES:
-        return cast(str, emitter._alias_event_name(event_name))
-    found = _DEFAULT_ALIASES.get(event_name)
-    if found is None:
-        found = _DEFAULT_ALIASES[event_name] = emitter._alias_event_name(event_name)
-    cache[event_name] = found
-    return found
+    if cache is not _DEFAULT_ALIASES and emitter._event_aliases == EVENT_ALIASES:
+        _DEFAULT_ALIASES.update(cache)
+        emitter._alias_name_cache = _DEFAULT_ALIASES
+    return cast(str, emitter._alias_event_name(event_name))
 
 
 def _sdk_attempt(headers: Any) -> int:
@@ -565,7 +558,8 @@ def _add_handler(
 
     On botocore's own emitter pair it skips the two checks whose answers are known
     (the handler takes ``**kwargs``; the alias of the event name, see :func:`_aliased`),
-    which cost more than the registration itself on every new client.
+    which cost more than the registration itself on every new client; the client's
+    own events then find their aliases worked out too.
     """
     inner: Any = getattr(emitter, "_emitter", None)
     if emitter.__class__ is EventAliaser and inner.__class__ is HierarchicalEmitter:
