@@ -252,14 +252,18 @@ class _QuietRetry:
 
 
 def _handlers_for(emitter: Any, event_name: str) -> Any:
-    """The handler list botocore has looked up for ``event_name``, if known; else None."""
+    """The handler list botocore looks up for ``event_name``; None for other emitters."""
     # ``__class__``, not ``type()``: the request signer holds the emitter by weak proxy.
     if emitter.__class__ is not EventAliaser:
         return None
     inner = emitter._emitter
     if inner.__class__ is not HierarchicalEmitter:
         return None
-    return inner._lookup_cache.get(_aliased(emitter, event_name))
+    name = _aliased(emitter, event_name)
+    found = inner._lookup_cache.get(name)
+    if found is None:  # looked up and kept as botocore's emit() does
+        found = inner._lookup_cache[name] = inner._handlers.prefix_search(name)
+    return found
 
 
 #: Event name -> botocore's alias of it under its default alias table, shared by the

@@ -11,6 +11,7 @@ import boto3
 import botocore
 import botocore.session
 import pytest
+from botocore import retryhandler
 from botocore.hooks import EventAliaser
 
 from pytest_securetunnel import mock_securetunneling
@@ -115,3 +116,21 @@ def test_a_client_with_another_model_parses_with_its_own_shapes(
     assert "tunnelArn" not in opened
     assert fake.tunnel(opened["tunnelId"]).arn.endswith(opened["tunnelId"])
     assert plain["tunnelArn"].endswith(plain["tunnelId"])
+
+
+def test_a_new_clients_first_answer_skips_the_retry_handler_that_would_do_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As for every later answer: the default handler would return None for a 200.
+    asked: list[int] = []
+    original = retryhandler.RetryHandler.__call__
+
+    def call(self: Any, attempts: int, response: Any, caught_exception: Any, **kwargs: Any) -> Any:
+        asked.append(attempts)
+        return original(self, attempts, response, caught_exception, **kwargs)
+
+    monkeypatch.setattr(retryhandler.RetryHandler, "__call__", call)
+    with mock_securetunneling():
+        opened = make_client().open_tunnel(destinationConfig=CONFIG)
+    assert asked == []
+    assert opened["ResponseMetadata"]["RetryAttempts"] == 0
