@@ -49,7 +49,7 @@ from botocore.client import BaseClient
 from botocore.credentials import Credentials
 from botocore.endpoint import Endpoint
 from botocore.exceptions import CapacityNotAvailableError
-from botocore.hooks import EventAliaser, HierarchicalEmitter
+from botocore.hooks import EVENT_ALIASES, EventAliaser, HierarchicalEmitter
 from botocore.retries.adaptive import ClientRateLimiter
 
 from pytest_securetunnel._errors import SecureTunnelError
@@ -62,6 +62,7 @@ from pytest_securetunnel.service import (
     SecureTunnelFake,
     WireResponse,
 )
+from pytest_securetunnel.service import model as _own_model
 
 __all__ = [
     "MockSecureTunneling",
@@ -122,6 +123,29 @@ def _error_shape(parsed: Any, model: Any) -> Any:
     """The modeled shape of an error response's code, if the model has one."""
     code = parsed.get("Error", {}).get("Code")
     return None if code is None else model.service_model.shape_for_error_code(code)
+
+
+#: Service descriptions of clients, by id: the description, and whether it is the fake's.
+_SAME_MODEL: dict[int, tuple[Any, bool]] = {}
+
+
+def _output_shape(operation: Any) -> Any:
+    """``operation.output_shape``, or the same shape already resolved in the fake's model.
+
+    Every client has its own service model, whose shapes botocore resolves on first
+    use: for a client that makes a few calls, more work (and objects) than the parse.
+    When the client's service description is the fake's, the fake's shapes are the same.
+    """
+    description = operation.service_model._service_description
+    known = _SAME_MODEL.get(id(description))
+    if known is None or known[0] is not description:
+        if len(_SAME_MODEL) >= 8:
+            _SAME_MODEL.clear()
+        same = description == _own_model.service_model()._service_description
+        known = _SAME_MODEL[id(description)] = (description, same)
+    if not known[1]:
+        return operation.output_shape
+    return _own_model.operation_model(operation.name).output_shape
 
 
 def _access_key(credentials: Any) -> str | None:
@@ -245,14 +269,35 @@ class _QuietRetry:
 
 
 def _handlers_for(emitter: Any, event_name: str) -> Any:
-    """The handler list botocore has looked up for ``event_name``, if known; else None."""
+    """The handler list botocore looks up for ``event_name``; None for other emitters."""
     # ``__class__``, not ``type()``: the request signer holds the emitter by weak proxy.
     if emitter.__class__ is not EventAliaser:
         return None
     inner = emitter._emitter
     if inner.__class__ is not HierarchicalEmitter:
         return None
-    return inner._lookup_cache.get(emitter._alias_event_name(event_name))
+    name = _aliased(emitter, event_name)
+    found = inner._lookup_cache.get(name)
+    if found is None:  # looked up and kept as botocore's emit() does
+        found = inner._lookup_cache[name] = inner._handlers.prefix_search(name)
+    return found
+
+
+#: Event name -> botocore's alias of it under its default alias table, shared by the
+#: aliasers of the clients hooked here: each would start with an empty cache of its
+#: own, and a miss scans botocore's whole table (for the same answer on every client).
+_DEFAULT_ALIASES: dict[str, str] = {}
+
+
+def _aliased(emitter: Any, event_name: str) -> str:
+    """``emitter._alias_event_name(event_name)``; the aliaser shares :data:`_DEFAULT_ALIASES`
+    from now on if its alias table is the default one.
+    """
+    cache = emitter._alias_name_cache
+    if cache is not _DEFAULT_ALIASES and emitter._event_aliases == EVENT_ALIASES:
+        _DEFAULT_ALIASES.update(cache)
+        emitter._alias_name_cache = _DEFAULT_ALIASES
+    return cast(str, emitter._alias_event_name(event_name))
 
 
 def _sdk_attempt(headers: Any) -> int:
@@ -339,7 +384,7 @@ class _Hook:
             }
             return parsed
         response = {"status_code": wire.status, "headers": wire.headers, "body": wire.body}
-        result = self._parser.parse(response, model.output_shape)
+        result = self._parser.parse(response, _output_shape(model))
         if inspect.isawaitable(result):
             return self._finish_async(result, response, model, key)
         error_shape = _error_shape(result, model) if wire.status >= 300 else None
@@ -522,10 +567,30 @@ class _Hook:
 
 def _register(emitter: Any, hook: _Hook, http: bool, unique_id: str) -> None:
     if http:
-        emitter.register_first(_EVENT_CALL, hook.route_call, unique_id=f"{unique_id}.route")
-        emitter.register_last(_EVENT_SEND, hook.before_send, unique_id=unique_id)
+        _add_handler(emitter, _EVENT_CALL, hook.route_call, f"{unique_id}.route", first=True)
+        _add_handler(emitter, _EVENT_SEND, hook.before_send, unique_id, first=False)
     else:
-        emitter.register_first(_EVENT_CALL, hook.before_call, unique_id=unique_id)
+        _add_handler(emitter, _EVENT_CALL, hook.before_call, unique_id, first=True)
+
+
+def _add_handler(
+    emitter: Any, event_name: str, handler: Callable[..., Any], unique_id: str, *, first: bool
+) -> None:
+    """``emitter.register_first`` (or ``register_last``) of one of this module's handlers.
+
+    On botocore's own emitter pair it skips the two checks whose answers are known
+    (the handler takes ``**kwargs``; the alias of the event name, see :func:`_aliased`),
+    which cost more than the registration itself on every new client; the client's
+    own events then find their aliases worked out too.
+    """
+    inner: Any = getattr(emitter, "_emitter", None)
+    if emitter.__class__ is EventAliaser and inner.__class__ is HierarchicalEmitter:
+        register = inner._register_first if first else inner._register_last
+        register(_aliased(emitter, event_name), handler, unique_id)
+    elif first:
+        emitter.register_first(event_name, handler, unique_id=unique_id)
+    else:
+        emitter.register_last(event_name, handler, unique_id=unique_id)
 
 
 def _unregister(emitter: Any, http: bool, unique_id: str) -> None:
@@ -692,7 +757,7 @@ class _Router:
                 if self._policies:
                     # Least specific and last: it runs only when no hook, Stubber or
                     # other handler answered the call.
-                    emitter.register_last("before-call", _guard_before_call, unique_id=_GUARD_ID)
+                    _add_handler(emitter, "before-call", _guard_before_call, _GUARD_ID, first=False)
                     self._guarded.add(emitter)
         if emitter in self._hooked or not self._stack:
             return
