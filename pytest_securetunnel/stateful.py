@@ -16,6 +16,7 @@ shrunk once; the report prints the boto3 calls it made, ready to paste.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -210,6 +211,35 @@ def shared_client(region: str) -> Any:
     return client
 
 
+def _shared_loop() -> Any:
+    """An event loop in a daemon thread, made once per thread that runs machines.
+
+    Each example's proxy and data-plane clients run on it, so an example that
+    connects starts no thread of its own (a thread per client and proxy cost more
+    than the steps that use them).
+    """
+    from pytest_securetunnel._lifecycle import LoopThread
+
+    loop = getattr(_clients, "loop", None)
+    if loop is None or not loop.running:
+        loop = _clients.loop = LoopThread("securetunnel-machine").start()
+    return loop
+
+
+@functools.cache
+def _machine_client_type() -> Any:
+    from pytest_securetunnel.client import SyncTunnelClient
+
+    class MachineClient(SyncTunnelClient):
+        """A data-plane client on the machine's shared loop: closing it keeps the loop."""
+
+        def close(self, code: int = 1000, reason: str = "") -> None:
+            if self.loop_thread.running:
+                self.loop_thread.run(self.client.close(code, reason))
+
+    return MachineClient
+
+
 class TunnelLifecycle(RuleBasedStateMachine):
     """Open, describe, list, rotate, close, tag and time-travel tunnels; check each answer.
 
@@ -278,8 +308,17 @@ class TunnelLifecycle(RuleBasedStateMachine):
                 raise RuntimeError("the machine is torn down: its proxy is stopped")
             from pytest_securetunnel.proxy import TunnelProxy
 
-            self._proxy = TunnelProxy(self.fake, tls=False).start()
+            proxy = TunnelProxy(self.fake, tls=False)
+            self._proxy = _shared_loop().run(proxy.start_async())
         return self._proxy
+
+    def _connect_client(self, token: str, mode: str) -> Any:
+        """A data-plane client of ``mode`` connected with ``token``, on the proxy's loop."""
+        from pytest_securetunnel.client import TunnelClient
+
+        loop = _shared_loop()
+        client = loop.run(TunnelClient.connect(self.proxy.endpoint, token, mode))
+        return _machine_client_type()(client, loop)
 
     def now(self) -> float:
         """The service's time, as the model sees it."""
@@ -298,7 +337,7 @@ class TunnelLifecycle(RuleBasedStateMachine):
                     client.close()
                 tunnel.live.clear()
             if self._proxy is not None:
-                self._proxy.stop()
+                _shared_loop().run(self._proxy.stop_async())
         finally:
             if self._stop_listening is not None:
                 self._stop_listening()
@@ -626,7 +665,7 @@ class TunnelLifecycle(RuleBasedStateMachine):
 
         Returns whether the side is now connected (the model expected a refusal).
         """
-        from pytest_securetunnel.client import HandshakeRefused, SyncTunnelClient
+        from pytest_securetunnel.client import HandshakeRefused
 
         tunnel = self.model.find(tunnel_id)
         token = tunnel.token(mode)
@@ -636,7 +675,7 @@ class TunnelLifecycle(RuleBasedStateMachine):
         )
         note(f"connect {mode} of {tunnel_id} with its current token")
         try:
-            client = SyncTunnelClient.connect(self.proxy.endpoint, token, mode)
+            client = self._connect_client(token, mode)
         except HandshakeRefused as error:
             status, body = error.status, error.body
             client = None
