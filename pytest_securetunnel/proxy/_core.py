@@ -401,12 +401,23 @@ class ProxyCore:
     def _on_fake_event(self, event: str, tunnel: Tunnel, mode: str | None) -> None:
         # Called on any thread, under the fake's lock: hand off, never block.
         expired = tunnel.closed_at is None
+        # The tokens valid when the fake announced a rotation: by the time the loop
+        # runs, a later call (CloseTunnel with delete) may have forgotten them all.
+        valid = frozenset(
+            token
+            for token in (tunnel.source_token, tunnel.destination_token)
+            if (record := self.fake.token(token)) is not None and not record.revoked
+        )
         loop = self.loop
         if loop is not None:
             with contextlib.suppress(RuntimeError):  # a closed loop: the proxy is stopping
-                loop.call_soon_threadsafe(self._fake_event, event, tunnel.tunnel_id, mode, expired)
+                loop.call_soon_threadsafe(
+                    self._fake_event, event, tunnel.tunnel_id, mode, expired, valid
+                )
 
-    def _fake_event(self, event: str, tunnel_id: str, mode: str | None, expired: bool) -> None:
+    def _fake_event(
+        self, event: str, tunnel_id: str, mode: str | None, expired: bool, valid: frozenset[str]
+    ) -> None:
         relay = self.relays.get(tunnel_id)
         if relay is None or self.stopping:
             return
@@ -422,7 +433,7 @@ class ProxyCore:
         elif event == "deleted":
             relay.deleted()
         elif event == "revoked" and mode is not None:
-            relay.tokens_rotated()
+            relay.tokens_rotated(valid)
 
     async def _close_later(self, relay: TunnelRelay, delay: float, reason: str) -> None:
         # The close-delay fault: the connections stay open, and relay data, for ``delay``

@@ -9,7 +9,7 @@ synchronously on the proxy's loop, as frames are parsed.
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Iterable
+from collections.abc import Collection, Coroutine, Iterable
 from typing import Any, Protocol, cast
 
 from pytest_securetunnel.protocol import (
@@ -136,14 +136,12 @@ class TunnelRelay:
         """The tunnel was deleted: close both sides."""
         self.run(self.policy.tunnel_deleted())
 
-    def tokens_rotated(self) -> None:
-        """A token was rotated: close what the new tokens and services no longer allow."""
-        fake = self.owner.fake
-        revoked = []
-        for peer in self.peers.values():
-            record = fake.token(peer.access_token)
-            if record is None or record.revoked:
-                revoked.append(peer)
+    def tokens_rotated(self, valid: Collection[str]) -> None:
+        """A token was rotated: close what the new tokens and services no longer allow.
+
+        ``valid`` holds the tunnel's tokens that were valid when the fake rotated.
+        """
+        revoked = [peer for peer in self.peers.values() if peer.access_token not in valid]
         self.run(self.policy.tokens_rotated(self.tunnel.services, revoked))
 
     def send(self, peer: Peer, messages: Iterable[TunnelMessage]) -> None:
