@@ -16,7 +16,6 @@ shrunk once; the report prints the boto3 calls it made, ready to paste.
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -229,9 +228,8 @@ def shared_client(region: str) -> Any:
 def _shared_loop() -> Any:
     """An event loop in a daemon thread, made once per thread that runs machines.
 
-    Each example's proxy and data-plane clients run on it, so an example that
-    connects starts no thread of its own (a thread per client and proxy cost more
-    than the steps that use them).
+    Each example's proxy runs on it, so an example that connects starts no event
+    loop of its own (a loop thread per proxy cost more than the steps that use it).
     """
     from pytest_securetunnel._lifecycle import LoopThread
 
@@ -239,20 +237,6 @@ def _shared_loop() -> Any:
     if loop is None or not loop.running:
         loop = _clients.loop = LoopThread("securetunnel-machine").start()
     return loop
-
-
-@functools.cache
-def _machine_client_type() -> Any:
-    from pytest_securetunnel.client import SyncTunnelClient
-
-    class MachineClient(SyncTunnelClient):
-        """A data-plane client on the machine's shared loop: closing it keeps the loop."""
-
-        def close(self, code: int = 1000, reason: str = "") -> None:
-            if self.loop_thread.running:
-                self.loop_thread.run(self.client.close(code, reason))
-
-    return MachineClient
 
 
 class TunnelLifecycle(RuleBasedStateMachine):
@@ -330,12 +314,10 @@ class TunnelLifecycle(RuleBasedStateMachine):
         return self._proxy
 
     def _connect_client(self, token: str, mode: str) -> Any:
-        """A data-plane client of ``mode`` connected with ``token``, on the proxy's loop."""
-        from pytest_securetunnel.client import TunnelClient
+        """A data-plane client of ``mode`` connected with ``token``."""
+        from pytest_securetunnel.client import SyncTunnelClient
 
-        loop = _shared_loop()
-        client = loop.run(TunnelClient.connect(self.proxy.endpoint, token, mode))
-        return _machine_client_type()(client, loop)
+        return SyncTunnelClient.connect(self.proxy.endpoint, token, mode)
 
     def now(self) -> float:
         """The service's time, as the model sees it."""
