@@ -149,6 +149,8 @@ class _Endpoint(Generic[K]):
     conn: TunnelConnection
     streams: StreamTable
     failed: bool = False
+    #: Its side's disconnect was reported when the relay closed it (not again at its end).
+    reported: bool = False
 
 
 class RelayPolicy(Generic[K]):
@@ -169,6 +171,9 @@ class RelayPolicy(Generic[K]):
     - CloseTunnel and expiry close both sides with 1000; rotating a token closes the
       connections of the revoked tokens, and those announced another service list,
       with 1008.
+    - A side is reported disconnected (:class:`Disconnected`) once nothing holds it: as
+      the relay closes its connection (before the :class:`Close`), or when a connection
+      it did not close ends.
     """
 
     def __init__(self) -> None:
@@ -231,6 +236,8 @@ class RelayPolicy(Generic[K]):
             # V2/V3 guides, 'Step 1'; localproxy: SERVICE_IDS must be the first message.
             actions.append(self._send(endpoint, first))
         old = self._live.get(mode)
+        # Live before the old one is closed: a replaced side is not disconnected.
+        self._live[mode] = peer
         if old is not None:
             # docs/fidelity.md: a new connection replaces the old one, closed with 1008;
             # the peer receives STREAM_RESET for its active streams.
@@ -242,7 +249,6 @@ class RelayPolicy(Generic[K]):
             # destination ignores a STREAM_START for the stream id it has active.
             self._reset_streams(_OTHER[mode], actions)
         self._ever_connected.add(mode)
-        self._live[mode] = peer
         if tunnel is TunnelState.CLOSED:
             self._close(peer, 1000, CLOSED, actions)
         elif tunnel is TunnelState.EXPIRED:
@@ -258,7 +264,7 @@ class RelayPolicy(Generic[K]):
     ) -> list[RelayAction[K]]:
         """Connection ``peer`` ended (however it ended; with close ``code``/``reason``)."""
         endpoint = self._endpoints.pop(peer, None)
-        if endpoint is None:
+        if endpoint is None or endpoint.reported:
             return []
         if self._live.get(endpoint.mode) is peer:
             del self._live[endpoint.mode]
@@ -295,6 +301,13 @@ class RelayPolicy(Generic[K]):
         endpoint = self._endpoints.get(peer)
         if endpoint is not None and self._live.get(endpoint.mode) is peer:
             del self._live[endpoint.mode]
+            # docs/fidelity.md: the side is disconnected once the relay lets go of it,
+            # before the close frame goes out, so no client sees its connection closed
+            # while DescribeTunnel still says CONNECTED.
+            released = self._release(endpoint.mode, code, reason)
+            if released:
+                endpoint.reported = True
+                actions.extend(released)
         actions.append(Close(peer, code, reason, discard_input))
 
     def send(self, peer: K, message: TunnelMessage) -> Send[K]:

@@ -35,7 +35,7 @@ from ._handshake import (
     select_subprotocol,
 )
 from ._peer import Delivery, Peer
-from ._relay import CLOSED, EXPIRED, INTERNAL_CLOSE, TunnelRelay
+from ._relay import CLOSED, EXPIRED, INTERNAL_CLOSE, TunnelRelay, close_reason
 from ._ws_internals import protocol_of, serving, transport_of
 
 __all__ = ["Admission", "ProxyCore", "close_reason"]
@@ -46,18 +46,9 @@ DEADLINE_PERIOD: Final = 0.05
 # take over a second.
 BACKLOG: Final = max(socket.SOMAXCONN, 4096)
 WRITE_LIMIT: Final = 2**16
-_MAX_REASON: Final = 123  # RFC 6455: a close reason is at most 123 bytes
 _INTERNAL: Final = (
     "Internal error: pytest-securetunnel's proxy failed; TunnelProxy.check() raises the error."
 )
-
-
-def close_reason(text: str) -> str:
-    """``text`` cut to the 123 UTF-8 bytes a close frame allows."""
-    data = text.encode()
-    if len(data) <= _MAX_REASON:
-        return text
-    return data[:_MAX_REASON].decode(errors="ignore")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,7 +10,7 @@ synchronously on the proxy's loop, as frames are parsed.
 from __future__ import annotations
 
 from collections.abc import Collection, Coroutine, Iterable
-from typing import Any, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 from pytest_securetunnel.protocol import (
     CLOSED,
@@ -45,9 +45,19 @@ __all__ = [
     "SERVICES_CHANGED",
     "RelayOwner",
     "TunnelRelay",
+    "close_reason",
 ]
 
 _OTHER = {"source": "destination", "destination": "source"}
+_MAX_REASON: Final = 123  # RFC 6455: a close reason is at most 123 bytes
+
+
+def close_reason(text: str) -> str:
+    """``text`` cut to the 123 UTF-8 bytes a close frame allows."""
+    data = text.encode()
+    if len(data) <= _MAX_REASON:
+        return text
+    return data[:_MAX_REASON].decode(errors="ignore")
 
 
 class RelayOwner(Protocol):
@@ -205,6 +215,12 @@ class TunnelRelay:
                     error=action.error,
                 )
             elif isinstance(action, Disconnected):
+                # Reported as the close frame will carry it (a closing connection's code
+                # and reason come with the Disconnected that precedes its Close).
+                reason = action.reason
                 self.owner.fake.connection_closed(
-                    self.tunnel, cast("Mode", action.mode), action.code, action.reason
+                    self.tunnel,
+                    cast("Mode", action.mode),
+                    action.code,
+                    None if reason is None else close_reason(reason),
                 )

@@ -168,9 +168,11 @@ def test_a_violation_closes_the_offender_and_resets_the_peer() -> None:
     assert isinstance(actions[0], Violation)
     assert actions[0].peer == "src"
     assert actions[0].error.rule == "stream-id-zero"
+    reason = f"stream-id-zero: {actions[0].error.detail}"
     assert actions[1:] == [
         Send("dst", TunnelMessage.stream_reset(3, "SSH")),
-        Close("src", 1002, f"stream-id-zero: {actions[0].error.detail}", True),
+        Disconnected("source", 1002, reason),
+        Close("src", 1002, reason, True),
     ]
     assert relay.receive_data("src", encode_frame(start(4))) == []  # nothing more
     assert "source" not in relay.peers
@@ -181,14 +183,16 @@ def test_messages_before_a_violation_in_the_same_data_are_relayed_first() -> Non
     data = encode_frame(start()) + encode_frame(TunnelMessage.data(0, b"x", "SSH", 1))
     actions = relay.receive_data("src", data)
     kinds = [type(action) for action in actions]
-    assert kinds == [Received, Send, Violation, Send, Close]
+    assert kinds == [Received, Send, Violation, Send, Disconnected, Close]
     assert actions[1] == Send("dst", start(), encode_frame(start()))
 
 
 def test_text_closes_1003_once() -> None:
     relay = pair()
+    text = "Text frames are not supported: use binary"
     assert relay.receive_text("src") == [
-        Close("src", 1003, "Text frames are not supported: use binary", True)
+        Disconnected("source", 1003, text),
+        Close("src", 1003, text, True),
     ]
     assert relay.receive_text("src") == []
     assert relay.receive_data("src", encode_frame(start())) == []
@@ -210,21 +214,28 @@ def test_connection_opened_on_a_closed_tunnel_or_revoked_token_is_closed() -> No
 def test_close_and_expiry_and_deletion_close_both_sides() -> None:
     relay = pair()
     assert relay.tunnel_closed(expired=False) == [
+        Disconnected("source", 1000, CLOSED),
         Close("src", 1000, CLOSED),
+        Disconnected("destination", 1000, CLOSED),
         Close("dst", 1000, CLOSED),
     ]
     relay = pair()
-    assert [a.reason for a in relay.tunnel_closed(expired=True)] == [EXPIRED, EXPIRED]  # type: ignore[union-attr]
+    assert [a.reason for a in relay.tunnel_closed(expired=True)] == [EXPIRED] * 4  # type: ignore[union-attr]
     relay = pair()
-    assert [a.reason for a in relay.tunnel_deleted()] == [DELETED, DELETED]  # type: ignore[union-attr]
+    assert [a.reason for a in relay.tunnel_deleted()] == [DELETED] * 4  # type: ignore[union-attr]
 
 
 def test_rotation_closes_revoked_and_those_with_other_services() -> None:
     relay = pair()
-    assert relay.tokens_rotated(SERVICES, revoked=["dst"]) == [Close("dst", 1008, REVOKED)]
+    assert relay.tokens_rotated(SERVICES, revoked=["dst"]) == [
+        Disconnected("destination", 1008, REVOKED),
+        Close("dst", 1008, REVOKED),
+    ]
     relay = pair()
     assert relay.tokens_rotated(("SSH", "RDP"), revoked=[]) == [
+        Disconnected("source", 1008, SERVICES_CHANGED),
         Close("src", 1008, SERVICES_CHANGED),
+        Disconnected("destination", 1008, SERVICES_CHANGED),
         Close("dst", 1008, SERVICES_CHANGED),
     ]
     relay = RelayPolicy()
@@ -250,3 +261,35 @@ def test_injected_messages_are_recorded_in_the_stream_state() -> None:
         "dst", TunnelMessage.stream_reset(5, "SSH")
     )
     assert relay.connection("dst").streams.active_stream_id("SSH") is None
+
+
+def test_a_side_closed_by_the_relay_is_disconnected_before_its_close_and_once() -> None:
+    """The side is reported before the close frame goes out: a client that sees its
+    connection closed never finds the service still saying CONNECTED.
+    """
+    relay: RelayPolicy[str] = RelayPolicy()
+    connect(relay, "src", "source")
+    assert relay.tokens_rotated(("VNC",), revoked=[]) == [
+        Disconnected("source", 1008, SERVICES_CHANGED),
+        Close("src", 1008, SERVICES_CHANGED),
+    ]
+    assert relay.idle
+    assert relay.disconnected("src", 1008, SERVICES_CHANGED) == []  # reported already
+
+
+def test_a_relay_close_with_a_handshake_pending_waits_for_it() -> None:
+    relay: RelayPolicy[str] = RelayPolicy()
+    connect(relay, "src", "source")
+    relay.admitted("source")  # a reconnect is in its handshake
+    assert relay.close("src", 1011, "boom") == [Close("src", 1011, "boom")]
+    assert relay.disconnected("src", 1011, "boom") == []  # the handshake may hold the side
+    assert relay.admission_dropped("source") == [Disconnected("source")]
+
+
+def test_a_replaced_connection_is_not_a_disconnect_and_a_late_close_of_it_neither() -> None:
+    relay = pair()
+    actions = connect(relay, "src2", "source")
+    assert not any(isinstance(action, Disconnected) for action in actions)
+    assert relay.close("src", 1011, "late") == [Close("src", 1011, "late")]
+    assert relay.disconnected("src") == []
+    assert relay.peers["source"] == "src2"

@@ -9,9 +9,13 @@ told the new one.
 from __future__ import annotations
 
 import asyncio
+import threading
+
+import pytest
 
 from pytest_securetunnel.protocol import FrameDecoder, TunnelMessage, encode_frame
 from pytest_securetunnel.proxy import TunnelProxy
+from pytest_securetunnel.proxy._relay import TunnelRelay
 from pytest_securetunnel.service import SecureTunnelFake
 
 from .conftest import (
@@ -168,3 +172,39 @@ async def test_rotating_all_with_new_services_closes_both_as_revoked(
     assert await closed_with(dst) == REVOKED
     closing = [e for e in proxy.events if e.kind == "closing"]
     assert sorted((e.mode, e.code) for e in closing) == [("destination", 1008), ("source", 1008)]
+
+
+async def test_a_source_closed_for_new_services_is_disconnected_before_it_sees_the_close(
+    proxy: TunnelProxy, fake: SecureTunnelFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The proxy's loop is held once the connection has ended, before it notes the end:
+    the client has seen its close, and DescribeTunnel must already say DISCONNECTED.
+    """
+    held, release = threading.Event(), threading.Event()
+    detach = TunnelRelay.detach
+
+    def held_detach(self: TunnelRelay, *args: object, **kwargs: object) -> None:
+        held.set()
+        release.wait(10)  # the test's deadline, not synchronisation: it sets release
+        detach(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(TunnelRelay, "detach", held_detach)
+    opened = open_tunnel(fake, services=("SSH",))
+    tunnel_id = opened["tunnelId"]
+    src = await connect_client(proxy, opened["sourceAccessToken"], "source")
+    assert await _service_ids(src) == [TunnelMessage.service_ids(["SSH"])]
+    try:
+        _rotate_destination(fake, tunnel_id, ["VNC"])
+        assert await closed_with(src) == CHANGED
+        tunnel = describe(fake, tunnel_id)
+        assert tunnel["sourceConnectionState"]["status"] == "DISCONNECTED"
+        events = fake.tunnel(tunnel_id).data_plane
+        assert [(e.kind, e.mode, e.code, e.reason) for e in events] == [
+            ("connected", "source", None, None),
+            ("disconnected", "source", *CHANGED),
+        ]
+    finally:
+        release.set()
+    await proxy.wait_for_async("disconnected", mode="source")
+    assert held.is_set()
+    assert len(fake.tunnel(tunnel_id).data_plane) == 2  # the end is not noted twice
