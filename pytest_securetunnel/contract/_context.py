@@ -151,17 +151,29 @@ class ContractContext:
         """``check()``'s result once it stops raising ``AssertionError`` (within ``timeout``).
 
         For answers a real service may give a moment late (connection states). Against
-        the fake the first try passes and nothing waits.
+        the fake the first try passes and nothing waits. Only the try that settles the
+        check (the one that passed, or the last) counts in the drift report.
         """
         deadline = real_monotonic() + timeout
         pause = _Pause()
         while True:
-            try:
-                return check()
-            except AssertionError:
-                if real_monotonic() >= deadline:
-                    raise
+            with self._drift_attempt() as keep:
+                try:
+                    result = check()
+                except AssertionError:
+                    if real_monotonic() >= deadline:
+                        keep()
+                        raise
+                else:
+                    keep()
+                    return result
             pause.wait(interval)
+
+    def _drift_attempt(self) -> contextlib.AbstractContextManager[Callable[[], None]]:
+        """One try of :meth:`eventually` for the drift report: only a settled try counts."""
+        if self.shadow is None:
+            return contextlib.nullcontext(lambda: None)
+        return self.shadow.log.attempt()
 
     # -- time --------------------------------------------------------------------------------
 

@@ -12,7 +12,9 @@ tunnel on both sides. Both answers are normalised before comparing:
 - ListTunnels keeps only the tunnels the test opened (a real account has others); a
   paged ListTunnels (``maxResults`` or ``nextToken``) compares by outcome only, since
   other tunnels shift the pages, and a page the fake has no counterpart for is skipped;
-- tag lists are sorted by key.
+- tag lists are sorted by key;
+- in a check retried by ``ContractContext.eventually`` (an answer a real service may
+  give a moment late), only the try that settles it is compared.
 
 A data-plane handshake made through the contract context is mirrored too, as
 ``connected`` or ``refused (status)``.
@@ -24,10 +26,12 @@ the report lists each with its outcome, so a guess the service does not share st
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -82,13 +86,43 @@ class DriftLog:
     disagreements: list[Drift] = field(default_factory=list)
     guesses: list[GuessCheck] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _attempts: threading.local = field(default_factory=threading.local, repr=False)
 
     def add(self, drift: Drift | None) -> None:
-        """Count one compared call; keep ``drift`` if the answers differed."""
+        """Count one compared call; keep ``drift`` if the answers differed.
+
+        Inside :meth:`attempt` the drift is held until the attempt is settled.
+        """
+        pending: list[Drift] | None = getattr(self._attempts, "pending", None)
         with self._lock:
             self.calls_compared += 1
             if drift is not None:
-                self.disagreements.append(drift)
+                if pending is not None:
+                    pending.append(drift)
+                else:
+                    self.disagreements.append(drift)
+
+    @contextlib.contextmanager
+    def attempt(self) -> Iterator[Callable[[], None]]:
+        """Hold the drift of one try of a check a real service may pass a moment late.
+
+        The block gets a function that keeps what was held (call it for the try that
+        settles the check: the one that passed, or the last); the drift of a try that is
+        retried is dropped, as the service had simply not caught up yet.
+        """
+        pending: list[Drift] = []
+        outer = getattr(self._attempts, "pending", None)
+        self._attempts.pending = pending
+
+        def keep() -> None:
+            with self._lock:
+                (self.disagreements if outer is None else outer).extend(pending)
+            pending.clear()
+
+        try:
+            yield keep
+        finally:
+            self._attempts.pending = outer
 
     def add_guess(self, test: str, guess: str, outcome: str) -> None:
         """Note that ``test`` checked ``guess`` with ``outcome``."""
