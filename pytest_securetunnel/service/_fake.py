@@ -121,8 +121,9 @@ class SecureTunnelFake:
         # rebuilt afresh for each call's record) and the params the operation is given.
         self._prepared: dict[tuple[str, bytes], tuple[bytes, dict[str, Any]]] = {}
         self._data_plane: list[DataPlaneEvent] = []
-        # Every token of each tunnel, dropped once the tunnel's retention ends.
-        self._tunnel_tokens: dict[str, list[str]] = {}
+        # Every token of each tunnel, dropped once the tunnel's retention ends (tuples:
+        # the garbage collector stops walking a tuple of strings).
+        self._tunnel_tokens: dict[str, tuple[str, ...]] = {}
         # When each backend next has a deadline: check_deadlines() costs nothing until then.
         self._due: list[tuple[float, tuple[str, str]]] = []
         self._scheduled: dict[tuple[str, str], float] = {}
@@ -450,7 +451,7 @@ class SecureTunnelFake:
         self._tokens[token] = TokenRecord(
             token, tunnel_id, backend.account_id, backend.region, mode
         )
-        self._tunnel_tokens.setdefault(tunnel_id, []).append(token)
+        self._tunnel_tokens[tunnel_id] = (*self._tunnel_tokens.get(tunnel_id, ()), token)
         return token
 
     def _find(self, backend: Backend, tunnel_id: str) -> Tunnel:
