@@ -311,8 +311,12 @@ class ProxyCore:
         assert isinstance(conn.admission, Admission)
         relay, mode = conn.admission.relay, conn.admission.request.mode
         relay.admission_dropped(mode)
-        if relay.idle:
-            self.relays.pop(relay.tunnel_id, None)
+        self._forget_if_idle(relay)
+
+    def _forget_if_idle(self, relay: TunnelRelay) -> None:
+        """Drop ``relay`` once it holds nothing, unless a newer relay has its tunnel now."""
+        if relay.idle and self.relays.get(relay.tunnel_id) is relay:
+            del self.relays[relay.tunnel_id]
 
     # -- connections -------------------------------------------------------------------
 
@@ -355,8 +359,7 @@ class ProxyCore:
     async def _finish(self, relay: TunnelRelay, peer: Peer) -> None:
         peer.ws.sink = None
         relay.detach(peer, *_first_close(peer.ws))
-        if relay.idle:
-            self.relays.pop(relay.tunnel_id, None)
+        self._forget_if_idle(relay)
         writer = peer.stop_writer()
         if writer is not None:
             await asyncio.gather(writer, return_exceptions=True)
