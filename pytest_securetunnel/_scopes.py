@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from pytest_securetunnel.mock import MockSecureTunneling, _router
+from pytest_securetunnel._router import _router
+from pytest_securetunnel.mock import MockSecureTunneling
 from pytest_securetunnel.service import SecureTunnelFake
 
 __all__ = ["SCOPES", "ScopedRoutes"]

@@ -25,7 +25,8 @@ from typing import Any
 from botocore.exceptions import StubAssertionError
 from botocore.stub import ANY, Stubber
 
-from pytest_securetunnel.mock import Attachment, _router, attach
+from pytest_securetunnel._router import _router
+from pytest_securetunnel.mock import Attachment, attach
 from pytest_securetunnel.service import SecureTunnelFake
 
 __all__ = ["ANY", "SecureTunnelStubber"]

@@ -23,7 +23,7 @@ from botocore.retries import quota
 from freezegun import freeze_time
 
 from pytest_securetunnel import SecureTunnelFake, attach
-from pytest_securetunnel.mock import _uuid4
+from pytest_securetunnel._hook import _uuid4
 from pytest_securetunnel.service._wire import _answer_key
 
 KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}

@@ -16,7 +16,7 @@ from botocore.retries.adaptive import ClientRateLimiter
 from dateutil.tz import tzlocal
 
 from pytest_securetunnel import SecureTunnelFake, attach, mock_securetunneling
-from pytest_securetunnel.mock import _Router, _router
+from pytest_securetunnel._router import _Router, _router
 
 KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 

@@ -15,7 +15,8 @@ from botocore import retryhandler
 from botocore.hooks import EventAliaser
 
 from pytest_securetunnel import mock_securetunneling
-from pytest_securetunnel.mock import _guard_before_call, guard_real_calls
+from pytest_securetunnel._router import _guard_before_call
+from pytest_securetunnel.mock import guard_real_calls
 
 KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 CONFIG = {"thingName": "thing-1", "services": ["SSH"]}

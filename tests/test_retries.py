@@ -16,7 +16,7 @@ from botocore.config import Config
 from botocore.retries import bucket
 
 from pytest_securetunnel import SecureTunnelFake, attach, mock_securetunneling
-from pytest_securetunnel.mock import _RawResponse
+from pytest_securetunnel._hook import _RawResponse
 from pytest_securetunnel.service import WireResponse
 
 KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_securetunnel.mock import _router
+from pytest_securetunnel._router import _router
 
 CLIENT = """
 import boto3
